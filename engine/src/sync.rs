@@ -1,0 +1,80 @@
+//! The one door to atomics, cells and threads.
+//!
+//! Everything in the engine that is shared between threads comes through here, so the loom models
+//! in `loom-models/` check this crate's own code: under `--cfg seglog_loom` these names are loom's
+//! (and crossbeam-epoch switches to loom under its own `--cfg crossbeam_loom`), otherwise they are
+//! std's. Follows crossbeam-epoch's `primitive` module and sharded-slab's `sync.rs`.
+
+#[cfg(not(seglog_loom))]
+mod imp {
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+    /// Tells the scheduler this thread is waiting on another one.
+    pub(crate) fn yield_now() {
+        std::thread::yield_now();
+    }
+
+    /// A cell with loom's closure-based access API; under std it is a plain `UnsafeCell`.
+    #[derive(Debug, Default)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a shared raw pointer to the contents.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with an exclusive raw pointer to the contents.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(seglog_loom)]
+mod imp {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+    /// Tells loom this thread is waiting on another one, so the model explores its progress.
+    pub(crate) fn yield_now() {
+        loom::thread::yield_now();
+    }
+}
+
+#[allow(unused_imports)]
+pub(crate) use imp::*;
+
+/// crossbeam-epoch, which switches itself to loom under `--cfg crossbeam_loom`.
+pub(crate) use crossbeam_epoch as epoch;
+
+/// Waits a little for another thread to make progress: spins first, then yields.
+/// Under loom every wait is a yield, so the model schedules the thread being waited on.
+pub(crate) struct Backoff {
+    #[cfg(not(seglog_loom))]
+    inner: crossbeam_utils::Backoff,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(not(seglog_loom))]
+            inner: crossbeam_utils::Backoff::new(),
+        }
+    }
+
+    pub(crate) fn snooze(&self) {
+        #[cfg(not(seglog_loom))]
+        self.inner.snooze();
+        #[cfg(seglog_loom)]
+        yield_now();
+    }
+}

@@ -1,0 +1,654 @@
+//! Records: the commit word, the record header, and validation.
+//!
+//! ```text
+//! offset size field
+//!      0    8 commit     CommitWord: record_bytes (bits 0..32), kind (32..40), COMMIT_MARK (40..64)
+//!      8    4 key_len
+//!     12    4 value_len
+//!     16    8 version    unique per record; decides which record of a key is current
+//!     24    8 position   the record's own log position (segment id << shift | offset)
+//!     32    4 salt       the segment's salt
+//!     36    4 crc        CRC32C of bytes 0..36, then key, then value (put and tombstone);
+//!                        of bytes 0..36 alone (padding and aborted)
+//!     40      key, zero padding to 8, value, zero padding to 8
+//! ```
+//!
+//! A *short padding* record is a commit word alone. It is written only when fewer than
+//! [`RECORD_HEADER_BYTES`] bytes remain before the end of the segment, and is valid only if it
+//! reaches that end exactly.
+
+use core::fmt;
+use core::mem::{offset_of, size_of};
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::{RECORD_ALIGN, RECORD_HEADER_BYTES, align8};
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// A key and its value.
+    Put = 1,
+    /// A key's removal; the value is empty.
+    Tombstone = 2,
+    /// Filler from here to the end of the segment.
+    Padding = 3,
+    /// A reservation whose writer gave up (its closure panicked); its bytes mean nothing.
+    Aborted = 4,
+}
+
+impl RecordKind {
+    /// The kind for a raw byte, if it names one.
+    #[must_use]
+    pub const fn from_u8(raw: u8) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Put),
+            2 => Some(Self::Tombstone),
+            3 => Some(Self::Padding),
+            4 => Some(Self::Aborted),
+            _ => None,
+        }
+    }
+
+    /// Whether the record's checksum covers its key and value (put and tombstone) or only its
+    /// header (padding and aborted, whose payload bytes are meaningless).
+    #[must_use]
+    pub const fn checksums_payload(self) -> bool {
+        matches!(self, Self::Put | Self::Tombstone)
+    }
+}
+
+/// The first 8 bytes of a record, stored last, with `Release`, to publish it.
+///
+/// Zero means "nothing written here yet". A non-zero word carries [`CommitWord::MARK`] in its top
+/// 24 bits so that stray bytes are unlikely to pass for one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommitWord(u64);
+
+impl CommitWord {
+    /// Bits 0..32: the record's total length in bytes.
+    pub const LEN_MASK: u64 = 0xFFFF_FFFF;
+    /// Bits 32..40: the [`RecordKind`].
+    pub const KIND_SHIFT: u32 = 32;
+    /// Mask of the kind field once shifted down.
+    pub const KIND_MASK: u64 = 0xFF;
+    /// Bits 40..64: the constant mark.
+    pub const MARK_SHIFT: u32 = 40;
+    /// The mark every committed record carries.
+    pub const MARK: u64 = 0x5E_C1_06;
+    /// The word of a position nobody has written.
+    pub const UNWRITTEN: Self = Self(0);
+
+    /// The commit word of a record of `kind`, `record_bytes` long.
+    #[must_use]
+    pub const fn new(kind: RecordKind, record_bytes: u32) -> Self {
+        Self(
+            (Self::MARK << Self::MARK_SHIFT)
+                | ((kind as u64) << Self::KIND_SHIFT)
+                | record_bytes as u64,
+        )
+    }
+
+    /// Wraps a raw word loaded from memory.
+    #[must_use]
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw word, to store.
+    #[must_use]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Whether nothing has been written here yet.
+    #[must_use]
+    pub const fn is_unwritten(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kind and total length, if this is a well-formed committed word.
+    pub fn decode(self) -> Result<(RecordKind, u32), RecordError> {
+        if self.0 == 0 {
+            return Err(RecordError::Unwritten);
+        }
+        let bad = RecordError::BadCommitWord { raw: self.0 };
+        if self.0 >> Self::MARK_SHIFT != Self::MARK {
+            return Err(bad);
+        }
+        let Some(kind) =
+            RecordKind::from_u8(((self.0 >> Self::KIND_SHIFT) & Self::KIND_MASK) as u8)
+        else {
+            return Err(bad);
+        };
+        let len = (self.0 & Self::LEN_MASK) as u32;
+        if len == 0 || len as usize % RECORD_ALIGN != 0 {
+            return Err(bad);
+        }
+        if kind != RecordKind::Padding && (len as usize) < RECORD_HEADER_BYTES {
+            return Err(bad);
+        }
+        Ok((kind, len))
+    }
+}
+
+impl fmt::Debug for CommitWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.decode() {
+            Ok((kind, len)) => write!(f, "CommitWord({kind:?}, {len} bytes)"),
+            Err(_) => write!(f, "CommitWord({:#018x})", self.0),
+        }
+    }
+}
+
+/// Where the parts of a record sit, relative to its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLayout {
+    /// Offset of the key (always [`RECORD_HEADER_BYTES`]).
+    pub key_offset: u32,
+    /// Offset of the value: 8-byte aligned.
+    pub value_offset: u32,
+    /// Total length, a multiple of 8.
+    pub record_bytes: u32,
+}
+
+/// The layout of a record with a key of `key_len` and a value of `value_len` bytes, or `None` if
+/// it would not fit in the commit word's 32-bit length.
+#[must_use]
+pub fn record_layout(key_len: usize, value_len: usize) -> Option<RecordLayout> {
+    let value_offset = RECORD_HEADER_BYTES as u64 + align8(u64::try_from(key_len).ok()?);
+    let record_bytes = value_offset + align8(u64::try_from(value_len).ok()?);
+    Some(RecordLayout {
+        key_offset: RECORD_HEADER_BYTES as u32,
+        value_offset: u32::try_from(value_offset).ok()?,
+        record_bytes: u32::try_from(record_bytes).ok()?,
+    })
+}
+
+/// The record header. Fields are stored little-endian; use the accessors.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+pub struct RecordHeader {
+    commit: u64,
+    key_len: u32,
+    value_len: u32,
+    version: u64,
+    position: u64,
+    salt: u32,
+    crc: u32,
+}
+
+const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_BYTES);
+const CRC_OFFSET: usize = offset_of!(RecordHeader, crc);
+const _: () = assert!(CRC_OFFSET == RECORD_HEADER_BYTES - 4);
+const _: () = assert!(offset_of!(RecordHeader, commit) == 0);
+
+impl RecordHeader {
+    /// The size of the commit word, which starts the header and is written last.
+    pub const COMMIT_BYTES: usize = size_of::<u64>();
+
+    /// An unsealed header (checksum zero) for a record of `kind` with the given lengths.
+    ///
+    /// Returns `None` if the lengths overflow the format (see [`record_layout`]).
+    #[must_use]
+    pub fn new(
+        kind: RecordKind,
+        key_len: usize,
+        value_len: usize,
+        version: u64,
+        position: u64,
+        salt: u32,
+    ) -> Option<Self> {
+        let layout = record_layout(key_len, value_len)?;
+        Some(Self {
+            commit: CommitWord::new(kind, layout.record_bytes).raw().to_le(),
+            key_len: (key_len as u32).to_le(),
+            value_len: (value_len as u32).to_le(),
+            version: version.to_le(),
+            position: position.to_le(),
+            salt: salt.to_le(),
+            crc: 0,
+        })
+    }
+
+    /// The header of a padding or aborted record `record_bytes` long (at least
+    /// [`RECORD_HEADER_BYTES`]), sealed: its checksum covers the header alone.
+    #[must_use]
+    pub fn filler(kind: RecordKind, record_bytes: u32, position: u64, salt: u32) -> Self {
+        debug_assert!(
+            matches!(kind, RecordKind::Padding | RecordKind::Aborted),
+            "filler kinds are padding and aborted, not {kind:?}"
+        );
+        debug_assert!(record_bytes as usize >= RECORD_HEADER_BYTES);
+        let header = Self {
+            commit: CommitWord::new(kind, record_bytes).raw().to_le(),
+            key_len: 0,
+            value_len: (record_bytes - RECORD_HEADER_BYTES as u32).to_le(),
+            version: 0,
+            position: position.to_le(),
+            salt: salt.to_le(),
+            crc: 0,
+        };
+        header.sealed(&[], &[])
+    }
+
+    /// This header with its checksum set over `key` and `value` (pass empty slices for kinds
+    /// whose checksum covers the header alone).
+    #[must_use]
+    pub fn sealed(mut self, key: &[u8], value: &[u8]) -> Self {
+        self.crc = self.compute_crc(key, value).to_le();
+        self
+    }
+
+    fn compute_crc(&self, key: &[u8], value: &[u8]) -> u32 {
+        let crc = crate::crc32c(&bytemuck::bytes_of(self)[..CRC_OFFSET]);
+        let crc = crc32c::crc32c_append(crc, key);
+        crc32c::crc32c_append(crc, value)
+    }
+
+    /// The commit word this header carries.
+    #[must_use]
+    pub fn commit_word(&self) -> CommitWord {
+        CommitWord::from_raw(u64::from_le(self.commit))
+    }
+
+    /// The header's bytes after the commit word: written first, before the commit word.
+    #[must_use]
+    pub fn body_bytes(&self) -> &[u8] {
+        &bytemuck::bytes_of(self)[Self::COMMIT_BYTES..]
+    }
+
+    /// All 40 bytes, commit word included.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+
+    /// The key's length.
+    #[must_use]
+    pub fn key_len(&self) -> u32 {
+        u32::from_le(self.key_len)
+    }
+
+    /// The value's length.
+    #[must_use]
+    pub fn value_len(&self) -> u32 {
+        u32::from_le(self.value_len)
+    }
+
+    /// The record's version.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        u64::from_le(self.version)
+    }
+
+    /// The position the record claims to be stored at.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        u64::from_le(self.position)
+    }
+
+    /// The salt of the segment the record claims to be in.
+    #[must_use]
+    pub fn salt(&self) -> u32 {
+        u32::from_le(self.salt)
+    }
+
+    /// The stored checksum.
+    #[must_use]
+    pub fn crc(&self) -> u32 {
+        u32::from_le(self.crc)
+    }
+}
+
+impl fmt::Debug for RecordHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordHeader")
+            .field("commit", &self.commit_word())
+            .field("key_len", &self.key_len())
+            .field("value_len", &self.value_len())
+            .field("version", &self.version())
+            .field("position", &self.position())
+            .field("salt", &format_args!("{:#010x}", self.salt()))
+            .field("crc", &format_args!("{:#010x}", self.crc()))
+            .finish()
+    }
+}
+
+/// How much of a record [`decode_record`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Lengths, kind, position and salt: enough to slice the record safely. For reading back
+    /// records this process published itself.
+    Structure,
+    /// All of [`Verify::Structure`] plus the CRC: for recovery and verification of bytes that
+    /// have been through a crash or a disk.
+    Checksum,
+}
+
+/// Why the bytes at a position are not a valid record. Every variant is a value, never a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The commit word is zero: nothing has been published here.
+    Unwritten,
+    /// The commit word is not one the format writes.
+    BadCommitWord {
+        /// The word found.
+        raw: u64,
+    },
+    /// The record claims more bytes than remain in the segment.
+    Truncated {
+        /// Bytes the record needs.
+        needed: u64,
+        /// Bytes available to the end of the segment.
+        available: u64,
+    },
+    /// The commit word's length disagrees with the key and value lengths.
+    LengthMismatch {
+        /// Length from the commit word.
+        record_bytes: u32,
+        /// Key length from the header.
+        key_len: u32,
+        /// Value length from the header.
+        value_len: u32,
+    },
+    /// A field is impossible for the record's kind (a tombstone with a value, a key on padding).
+    BadKindFields {
+        /// The record's kind.
+        kind: RecordKind,
+        /// Key length from the header.
+        key_len: u32,
+        /// Value length from the header.
+        value_len: u32,
+    },
+    /// The record says it lives elsewhere: stale or foreign bytes.
+    PositionMismatch {
+        /// Where it was read.
+        expected: u64,
+        /// What its header says.
+        found: u64,
+    },
+    /// The record carries another segment's salt: stale or foreign bytes.
+    SaltMismatch {
+        /// The segment's salt.
+        expected: u32,
+        /// The record's salt.
+        found: u32,
+    },
+    /// The CRC does not match: the record is torn or corrupt.
+    ChecksumMismatch {
+        /// CRC stored in the header.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unwritten => f.write_str("no record has been published at this position"),
+            Self::BadCommitWord { raw } => write!(f, "invalid commit word {raw:#018x}"),
+            Self::Truncated { needed, available } => write!(
+                f,
+                "record needs {needed} bytes but only {available} remain in the segment"
+            ),
+            Self::LengthMismatch {
+                record_bytes,
+                key_len,
+                value_len,
+            } => write!(
+                f,
+                "record length {record_bytes} does not match key length {key_len} and value length {value_len}"
+            ),
+            Self::BadKindFields {
+                kind,
+                key_len,
+                value_len,
+            } => write!(
+                f,
+                "{kind:?} record with key length {key_len} and value length {value_len} is invalid"
+            ),
+            Self::PositionMismatch { expected, found } => write!(
+                f,
+                "record claims position {found:#x} but was read at {expected:#x}"
+            ),
+            Self::SaltMismatch { expected, found } => write!(
+                f,
+                "record salt {found:#010x} does not match segment salt {expected:#010x}"
+            ),
+            Self::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// A validated record, borrowing its key and value from the segment bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// Total length in bytes, a multiple of 8: the next record starts this far on.
+    pub record_bytes: u32,
+    /// The header as read (for short padding, all zero but the commit word).
+    pub header: RecordHeader,
+    /// The key (empty for padding and aborted records).
+    pub key: &'a [u8],
+    /// The value (empty for tombstones, padding and aborted records), 8-byte aligned relative to
+    /// the record's start.
+    pub value: &'a [u8],
+}
+
+/// Decodes the record whose commit word is `commit` and whose bytes start `bytes`.
+///
+/// `bytes` runs from the record's start to the end of its segment; its first 8 bytes (where the
+/// commit word lives on disk) are not read, so a caller that loaded the commit word atomically
+/// passes that value. `position` and `salt` are where the record is read and the segment's salt.
+/// Never panics, whatever the bytes.
+pub fn decode_record(
+    commit: CommitWord,
+    bytes: &[u8],
+    position: u64,
+    salt: u32,
+    verify: Verify,
+) -> Result<RecordView<'_>, RecordError> {
+    let (kind, record_bytes) = commit.decode()?;
+    let available = bytes.len() as u64;
+    if u64::from(record_bytes) > available {
+        return Err(RecordError::Truncated {
+            needed: u64::from(record_bytes),
+            available,
+        });
+    }
+    if (record_bytes as usize) < RECORD_HEADER_BYTES {
+        // Short padding: a commit word alone, which must reach the segment's end exactly.
+        debug_assert_eq!(
+            kind,
+            RecordKind::Padding,
+            "CommitWord::decode allows only padding"
+        );
+        if u64::from(record_bytes) != available {
+            return Err(RecordError::BadCommitWord { raw: commit.raw() });
+        }
+        let mut header = RecordHeader::zeroed();
+        header.commit = commit.raw().to_le();
+        return Ok(RecordView {
+            kind,
+            record_bytes,
+            header,
+            key: &[],
+            value: &[],
+        });
+    }
+    let mut header: RecordHeader = bytemuck::pod_read_unaligned(&bytes[..RECORD_HEADER_BYTES]);
+    header.commit = commit.raw().to_le();
+    let (key_len, value_len) = (header.key_len(), header.value_len());
+    let layout = record_layout(key_len as usize, value_len as usize);
+    if layout.map(|l| l.record_bytes) != Some(record_bytes) {
+        return Err(RecordError::LengthMismatch {
+            record_bytes,
+            key_len,
+            value_len,
+        });
+    }
+    let layout = layout.expect("checked just above");
+    let fields_ok = match kind {
+        RecordKind::Put => true,
+        RecordKind::Tombstone => value_len == 0,
+        RecordKind::Padding | RecordKind::Aborted => key_len == 0,
+    };
+    if !fields_ok {
+        return Err(RecordError::BadKindFields {
+            kind,
+            key_len,
+            value_len,
+        });
+    }
+    if header.position() != position {
+        return Err(RecordError::PositionMismatch {
+            expected: position,
+            found: header.position(),
+        });
+    }
+    if header.salt() != salt {
+        return Err(RecordError::SaltMismatch {
+            expected: salt,
+            found: header.salt(),
+        });
+    }
+    let (key, value) = if kind.checksums_payload() {
+        let key_start = layout.key_offset as usize;
+        let value_start = layout.value_offset as usize;
+        (
+            &bytes[key_start..key_start + key_len as usize],
+            &bytes[value_start..value_start + value_len as usize],
+        )
+    } else {
+        (&[][..], &[][..])
+    };
+    if verify == Verify::Checksum {
+        let computed = header.compute_crc(key, value);
+        if computed != header.crc() {
+            return Err(RecordError::ChecksumMismatch {
+                stored: header.crc(),
+                computed,
+            });
+        }
+    }
+    Ok(RecordView {
+        kind,
+        record_bytes,
+        header,
+        key,
+        value,
+    })
+}
+
+/// Encodes a whole put or tombstone record (header, key, value, zero padding), sealed.
+///
+/// Returns `None` if the lengths overflow the format.
+#[must_use]
+pub fn encode_record(
+    kind: RecordKind,
+    key: &[u8],
+    value: &[u8],
+    version: u64,
+    position: u64,
+    salt: u32,
+) -> Option<Vec<u8>> {
+    let layout = record_layout(key.len(), value.len())?;
+    let header = RecordHeader::new(kind, key.len(), value.len(), version, position, salt)?
+        .sealed(key, value);
+    let mut out = vec![0u8; layout.record_bytes as usize];
+    out[..RECORD_HEADER_BYTES].copy_from_slice(header.as_bytes());
+    let key_start = layout.key_offset as usize;
+    out[key_start..key_start + key.len()].copy_from_slice(key);
+    let value_start = layout.value_offset as usize;
+    out[value_start..value_start + value.len()].copy_from_slice(value);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit_of(bytes: &[u8]) -> CommitWord {
+        CommitWord::from_raw(u64::from_le_bytes(bytes[..8].try_into().unwrap()))
+    }
+
+    #[test]
+    fn put_round_trips_and_value_is_aligned() {
+        let bytes = encode_record(RecordKind::Put, b"abc", b"hello world", 9, 4096, 77).unwrap();
+        assert_eq!(bytes.len(), 40 + 8 + 16);
+        let view = decode_record(commit_of(&bytes), &bytes, 4096, 77, Verify::Checksum).unwrap();
+        assert_eq!(view.kind, RecordKind::Put);
+        assert_eq!(view.key, b"abc");
+        assert_eq!(view.value, b"hello world");
+        assert_eq!(view.header.version(), 9);
+        let value_offset = view.value.as_ptr() as usize - bytes.as_ptr() as usize;
+        assert_eq!(value_offset % 8, 0);
+    }
+
+    #[test]
+    fn wrong_position_or_salt_is_rejected() {
+        let bytes = encode_record(RecordKind::Put, b"k", b"v", 1, 64, 5).unwrap();
+        assert_eq!(
+            decode_record(commit_of(&bytes), &bytes, 72, 5, Verify::Structure),
+            Err(RecordError::PositionMismatch {
+                expected: 72,
+                found: 64
+            })
+        );
+        assert!(matches!(
+            decode_record(commit_of(&bytes), &bytes, 64, 6, Verify::Structure),
+            Err(RecordError::SaltMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn flipped_payload_bit_fails_checksum_only() {
+        let mut bytes = encode_record(RecordKind::Put, b"key", b"value", 1, 64, 5).unwrap();
+        bytes[48] ^= 1;
+        let commit = commit_of(&bytes);
+        assert!(decode_record(commit, &bytes, 64, 5, Verify::Structure).is_ok());
+        assert!(matches!(
+            decode_record(commit, &bytes, 64, 5, Verify::Checksum),
+            Err(RecordError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn short_padding_must_reach_the_end() {
+        let commit = CommitWord::new(RecordKind::Padding, 16);
+        let bytes = [0u8; 16];
+        let view = decode_record(commit, &bytes, 0, 0, Verify::Checksum).unwrap();
+        assert_eq!(view.kind, RecordKind::Padding);
+        assert_eq!(view.record_bytes, 16);
+        let longer = [0u8; 24];
+        assert!(decode_record(commit, &longer, 0, 0, Verify::Checksum).is_err());
+    }
+
+    #[test]
+    fn filler_round_trips() {
+        let header = RecordHeader::filler(RecordKind::Aborted, 128, 640, 3);
+        let mut bytes = vec![0xAAu8; 128];
+        bytes[..40].copy_from_slice(header.as_bytes());
+        let view = decode_record(header.commit_word(), &bytes, 640, 3, Verify::Checksum).unwrap();
+        assert_eq!(view.kind, RecordKind::Aborted);
+        assert_eq!(view.record_bytes, 128);
+    }
+
+    #[test]
+    fn unwritten_is_its_own_error() {
+        assert_eq!(
+            decode_record(CommitWord::UNWRITTEN, &[0; 64], 0, 0, Verify::Checksum),
+            Err(RecordError::Unwritten)
+        );
+    }
+}
