@@ -123,7 +123,7 @@ impl CommitWord {
             return Err(bad);
         };
         let len = (self.0 & Self::LEN_MASK) as u32;
-        if len == 0 || len as usize % RECORD_ALIGN != 0 {
+        if len == 0 || !(len as usize).is_multiple_of(RECORD_ALIGN) {
             return Err(bad);
         }
         if kind != RecordKind::Padding && (len as usize) < RECORD_HEADER_BYTES {
