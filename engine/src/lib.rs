@@ -1,5 +1,31 @@
 //! seglog: a lock-free segmented mmap append log with an epoch-reclaimed ID index.
+//!
+//! Higher-level databases link seglog to keep records by id. Writers reserve space in the log
+//! with one atomic bump of a tail word, copy their bytes in and publish with a release store;
+//! readers never take a lock. See `docs/design.md` for the protocols and their invariants.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
+mod appendlog;
+mod directory;
+mod error;
+mod options;
+mod recovery;
+mod segment;
 pub(crate) mod sync;
+mod tail;
+
+pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
+pub use error::{Error, Result};
+pub use options::{Options, SyncPolicy};
+pub use recovery::{Damage, RecoveryReport};
+pub use seglog_format::{MAX_KEY_BYTES, RecordKind};
+
+/// An epoch guard: while it lives, records and segments read under it stay valid.
+pub use crossbeam_epoch::Guard;
+
+/// Pins the current thread and returns a guard for [`AppendLog::read`] and [`AppendLog::scan`].
+pub fn pin() -> Guard {
+    sync::epoch::pin()
+}

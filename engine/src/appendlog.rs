@@ -1,0 +1,750 @@
+//! The segmented append log: reservation, publish, roll-over, reads by position, and scans.
+//!
+//! # Reservation
+//! One atomic tail word (see [`crate::tail`]) holds the segment id and the next free offset.
+//! A writer reserves `len` bytes with a single `fetch_add(len)` and classifies the old value:
+//! - the region fits: it is the writer's alone;
+//! - the region contains the segment's end: this writer, the only one for this segment, writes a
+//!   padding record from its offset to the end and rolls the log over (installs the next
+//!   segment, then moves the tail to it), then retries;
+//! - the region starts past the end: another writer is rolling over; wait for the tail to leave
+//!   this segment and retry.
+//!
+//! This is the tail-bump of Aeron's term appender and FASTER's HybridLog allocator, with the
+//! roll-over done by the thread whose reservation crossed the end. The next segment is created
+//! and faulted in ahead of need (right after each roll-over, outside the critical section), so a
+//! roll-over normally installs an existing segment and never waits on file creation.
+//!
+//! If the next segment cannot be created (disk full), the crossing writer pads the segment,
+//! resets the tail to exactly the segment end, and returns the error: the next writer to reserve
+//! becomes the crossing writer and tries again. Nothing published is touched.
+//!
+//! # Publish
+//! The writer copies the key and value into its region, then the header body (everything but
+//! the commit word), then stores the commit word with `Release`. A reader loads the commit word
+//! with `Acquire`: zero means unpublished, anything else means the whole record is there.
+//! A writer whose fill closure panics leaves an *aborted* record, written by a drop guard, so a
+//! scan never stalls behind it.
+
+use std::path::{Path, PathBuf};
+
+use seglog_format::{
+    CommitWord, MAX_KEY_BYTES, RECORD_HEADER_BYTES, RecordError, RecordHeader, RecordKind, Verify,
+    decode_record, record_layout,
+};
+
+use crate::directory::Directory;
+use crate::error::{Error, Result};
+use crate::segment::{FIRST_RECORD_OFFSET, Segment};
+use crate::sync::epoch::Guard;
+use crate::sync::{AtomicU64, Backoff, Ordering};
+use crate::tail::{Reserved, SEGMENT_ID_BITS, Tail};
+
+/// Bits of a position available for the segment id and offset together: positions are kept
+/// below 2^51 so the index can store `position >> 3` in 48 bits.
+pub(crate) const POSITION_BITS: u32 = 51;
+
+/// Where a log keeps its segments.
+pub(crate) enum Storage {
+    /// Segment files in a directory.
+    Dir { path: PathBuf, prefault: bool },
+    /// Heap memory: for tests and loom models; nothing survives the process.
+    Heap,
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the record starts: `segment id << log2(segment_bytes) | offset`.
+    pub position: u64,
+    /// The record's version (for a fresh record, equal to its position).
+    pub version: u64,
+    /// The record's length in the log, header and alignment included.
+    pub record_bytes: u32,
+}
+
+/// A published record, borrowed from the log for as long as the epoch guard it was read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'g> {
+    /// The record's position.
+    pub position: u64,
+    /// Put or tombstone (scans skip padding and aborted records).
+    pub kind: RecordKind,
+    /// The record's version.
+    pub version: u64,
+    /// The key.
+    pub key: &'g [u8],
+    /// The value: empty for tombstones; starts on an 8-byte boundary.
+    pub value: &'g [u8],
+    /// The record's length in the log.
+    pub record_bytes: u32,
+}
+
+/// Counters of what the log has done since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    /// Records published (puts, tombstones and aborted records).
+    pub records: u64,
+    /// Bytes of those records.
+    pub record_bytes: u64,
+    /// Records aborted by a panicking fill closure.
+    pub aborted: u64,
+    /// Segments rolled over (each leaves one padding record, unless it was exactly full).
+    pub rollovers: u64,
+    /// Bytes of padding written at segment ends.
+    pub padding_bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    record_bytes: AtomicU64,
+    aborted: AtomicU64,
+    rollovers: AtomicU64,
+    padding_bytes: AtomicU64,
+}
+
+/// The segmented append log. `Send + Sync`; every method takes `&self`.
+pub struct AppendLog {
+    /// The packed [`Tail`] word.
+    tail: AtomicU64,
+    directory: Directory,
+    segment_bytes: u64,
+    shift: u32,
+    storage: Storage,
+    /// How many segment ids have been claimed for creation: ids below it exist or are being
+    /// created (see `ensure_segment`).
+    claimed: AtomicU64,
+    /// The lowest segment id that may still hold records (scans start here).
+    first_segment: AtomicU64,
+    counters: Counters,
+    /// The directory lock, for file-backed logs; released when the log drops.
+    lock: std::sync::OnceLock<crate::recovery::DirLock>,
+}
+
+impl AppendLog {
+    /// A log in heap memory, for tests and models: segments of `segment_bytes` (a power of two,
+    /// 256 B to 1 GiB), at most `max_segments` of them.
+    pub fn in_memory(segment_bytes: u64, max_segments: u64) -> Result<Self> {
+        if !seglog_format::valid_segment_bytes(segment_bytes) {
+            return Err(Error::InvalidOption {
+                name: "segment_bytes",
+                reason: format!("{segment_bytes} is not a power of two from 256 to 2^30"),
+            });
+        }
+        let log = Self::with_storage(Storage::Heap, segment_bytes, max_segments);
+        let guard = crate::sync::epoch::pin();
+        log.ensure_segment(0, &guard)?;
+        Ok(log)
+    }
+
+    pub(crate) fn with_storage(storage: Storage, segment_bytes: u64, max_segments: u64) -> Self {
+        let shift = segment_bytes.trailing_zeros();
+        let position_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
+        let max_segments = max_segments.min(position_limit);
+        Self {
+            tail: AtomicU64::new(Tail::new(0, FIRST_RECORD_OFFSET as u64).raw()),
+            directory: Directory::new(max_segments),
+            segment_bytes,
+            shift,
+            storage,
+            claimed: AtomicU64::new(0),
+            first_segment: AtomicU64::new(0),
+            counters: Counters::default(),
+            lock: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_lock(&self, lock: crate::recovery::DirLock) {
+        let _ = self.lock.set(lock);
+    }
+
+    /// Installs a segment found on disk by recovery.
+    pub(crate) fn install_recovered(&self, segment: Segment, guard: &Guard) -> Result<()> {
+        let id = segment.id();
+        self.directory
+            .install(segment, guard)
+            .map_err(|s| Error::Corrupt {
+                path: s.path().map(Path::to_path_buf).unwrap_or_default(),
+                offset: 0,
+                reason: format!("segment id {id} appears twice or exceeds the position range"),
+            })?;
+        self.claimed.fetch_max(id + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets where writing resumes after recovery, and where scans start.
+    pub(crate) fn set_recovered_tail(&self, segment: u64, offset: u64, first_segment: u64) {
+        self.tail
+            .store(Tail::new(segment, offset).raw(), Ordering::Release);
+        self.first_segment.store(first_segment, Ordering::Release);
+    }
+
+    /// Size of each segment.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The largest value that fits in one record with a key of `key_len` bytes.
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
+        room.saturating_sub(seglog_format::align8(key_len as u64) as usize)
+    }
+
+    /// Number of segment ids this log can use.
+    pub fn max_segments(&self) -> u64 {
+        self.directory.max_segments()
+    }
+
+    pub(crate) fn position(&self, segment: u64, offset: u64) -> u64 {
+        (segment << self.shift) | offset
+    }
+
+    pub(crate) fn split(&self, position: u64) -> (u64, u64) {
+        (position >> self.shift, position & (self.segment_bytes - 1))
+    }
+
+    /// The position the next reservation would start at, if it fits in the current segment.
+    pub fn tail_position(&self) -> u64 {
+        // Acquire: pairs with the Release store in `roll_over`, like `reserve`.
+        let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+        let offset = tail.offset().min(self.segment_bytes);
+        self.position(tail.segment(), offset)
+    }
+
+    /// Appends a put record of `key` and `value`.
+    pub fn append(&self, key: &[u8], value: &[u8]) -> Result<Appended> {
+        self.append_record(RecordKind::Put, key, value.len(), None, |buf| {
+            buf.copy_from_slice(value);
+        })
+    }
+
+    /// Appends a tombstone for `key`.
+    pub fn append_tombstone(&self, key: &[u8]) -> Result<Appended> {
+        self.append_record(RecordKind::Tombstone, key, 0, None, |_| {})
+    }
+
+    /// Appends a put record of `key` with a `value_len`-byte value that `fill` writes in place,
+    /// straight into the log (zero-copy). The buffer starts on an 8-byte boundary and holds
+    /// zeros.
+    ///
+    /// If `fill` panics, an aborted record is left in the reserved space (scans pass it) and the
+    /// panic continues.
+    pub fn append_with(
+        &self,
+        key: &[u8],
+        value_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Appended> {
+        self.append_record(RecordKind::Put, key, value_len, None, fill)
+    }
+
+    /// Checks a record's sizes before anything is reserved, so bad input changes nothing.
+    pub(crate) fn check_sizes(&self, key_len: usize, value_len: usize) -> Result<u32> {
+        if key_len > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLarge {
+                len: key_len,
+                max: MAX_KEY_BYTES,
+            });
+        }
+        let max = self.max_value_len(key_len);
+        if value_len > max {
+            return Err(Error::ValueTooLarge {
+                len: value_len,
+                max,
+            });
+        }
+        let layout = record_layout(key_len, value_len).expect("sizes checked against the segment");
+        Ok(layout.record_bytes)
+    }
+
+    /// Appends one record. `version` is the record's version, or `None` to use its position.
+    pub(crate) fn append_record(
+        &self,
+        kind: RecordKind,
+        key: &[u8],
+        value_len: usize,
+        version: Option<u64>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Appended> {
+        debug_assert!(matches!(kind, RecordKind::Put | RecordKind::Tombstone));
+        let record_bytes = self.check_sizes(key.len(), value_len)?;
+        let layout = record_layout(key.len(), value_len).expect("checked by check_sizes");
+        let guard = crate::sync::epoch::pin();
+        let (segment_id, offset) = self.reserve(u64::from(record_bytes), &guard)?;
+        let segment = self
+            .directory
+            .get(segment_id, &guard)
+            .expect("a reserved segment is installed before the tail moves to it");
+        let position = self.position(segment_id, offset);
+        let version = version.unwrap_or(position);
+        let offset = offset as usize;
+
+        // If `fill` panics, this guard publishes an aborted record over the reservation.
+        let abort = AbortOnUnwind {
+            segment,
+            offset,
+            record_bytes,
+            position,
+            counters: &self.counters,
+        };
+        // SAFETY: `reserve` gave this thread `[offset, offset + record_bytes)` exclusively, and
+        // nothing in it is published until the commit word is stored below.
+        unsafe { segment.write(offset + layout.key_offset as usize, key) };
+        let value_offset = offset + layout.value_offset as usize;
+        {
+            // SAFETY: as above; the slice ends before the commit store below.
+            let value = unsafe { segment.slice_mut(value_offset, value_len) };
+            fill(value);
+        }
+        std::mem::forget(abort);
+
+        // SAFETY: as above; reading back our own unpublished bytes to checksum them.
+        let value = unsafe { segment.slice(value_offset, value_len) };
+        let header = RecordHeader::new(
+            kind,
+            key.len(),
+            value_len,
+            version,
+            position,
+            segment.salt(),
+        )
+        .expect("sizes checked")
+        .sealed(key, value);
+        // SAFETY: as above.
+        unsafe { segment.write(offset + RecordHeader::COMMIT_BYTES, header.body_bytes()) };
+        publish(segment, offset, header.commit_word());
+        // Relaxed: statistics only.
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .record_bytes
+            .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
+        Ok(Appended {
+            position,
+            version,
+            record_bytes,
+        })
+    }
+
+    /// Reserves `len` bytes; returns the segment id and offset of the region.
+    fn reserve(&self, len: u64, guard: &Guard) -> Result<(u64, u64)> {
+        debug_assert!(len <= self.segment_bytes - FIRST_RECORD_OFFSET as u64);
+        loop {
+            let old = self.bump_tail(len);
+            match old.classify(len, self.segment_bytes) {
+                Reserved::Fits { segment, offset } => return Ok((segment, offset)),
+                Reserved::Crosses { segment, offset } => self.roll_over(segment, offset, guard)?,
+                Reserved::Overshot { segment } => self.wait_for_roll_over(segment),
+            }
+        }
+    }
+
+    /// One atomic bump of the tail by `len`; returns the value before the bump.
+    #[cfg(not(seglog_broken = "load_then_add"))]
+    fn bump_tail(&self, len: u64) -> Tail {
+        // Acquire: pairs with the Release store in `roll_over` that moved the tail to this
+        // segment, so the directory entry installed before that store is visible to the
+        // `Directory::get` that follows. Atomicity alone makes regions disjoint.
+        Tail::from_raw(self.tail.fetch_add(len, Ordering::Acquire))
+    }
+
+    /// The seed design's allocation (read, then add): two writers can read the same tail and
+    /// get the same region. Only for the loom model that must catch it.
+    #[cfg(seglog_broken = "load_then_add")]
+    fn bump_tail(&self, len: u64) -> Tail {
+        let old = self.tail.load(Ordering::Acquire);
+        self.tail.store(old + len, Ordering::Release);
+        Tail::from_raw(old)
+    }
+
+    /// Waits until the tail leaves `segment` or is reset to its end (after a failed roll-over).
+    fn wait_for_roll_over(&self, segment: u64) {
+        let backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release stores in `roll_over`.
+            let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+            if tail.segment() != segment || tail.offset() <= self.segment_bytes {
+                return;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Run by the one writer whose reservation at `offset` crossed the end of `segment`.
+    fn roll_over(&self, segment: u64, offset: u64, guard: &Guard) -> Result<()> {
+        let current = self
+            .directory
+            .get(segment, guard)
+            .expect("the tail's segment is installed");
+        let next = segment + 1;
+        let installed = if next >= self.directory.max_segments() {
+            Err(Error::LogFull {
+                max_segments: self.directory.max_segments(),
+            })
+        } else {
+            self.ensure_segment(next, guard)
+        };
+        if let Err(error) = installed {
+            self.write_padding(current, offset);
+            // Release: pairs with the Acquire in `wait_for_roll_over`/`bump_tail`. The next
+            // bump sees offset == end and makes its writer the crossing writer, who retries.
+            self.tail.store(
+                Tail::new(segment, self.segment_bytes).raw(),
+                Ordering::Release,
+            );
+            return Err(error);
+        }
+        // Release: publishes the installed next segment (and everything before) to the Acquire
+        // `fetch_add` in `bump_tail` and the load in `wait_for_roll_over`. Only this thread
+        // changes the segment field, and every bump since ours saw an overshot offset and will
+        // retry, so a plain store cannot lose a reservation.
+        self.tail.store(
+            Tail::new(next, FIRST_RECORD_OFFSET as u64).raw(),
+            Ordering::Release,
+        );
+        self.write_padding(current, offset);
+        // Relaxed: statistics only.
+        self.counters.rollovers.fetch_add(1, Ordering::Relaxed);
+        // Prepare the segment after next now, outside the critical section. A failure here is
+        // not an error for this writer: the next roll-over tries again and reports it.
+        if next + 1 < self.directory.max_segments() {
+            let _ = self.ensure_segment(next + 1, guard);
+        }
+        Ok(())
+    }
+
+    /// Publishes a padding record from `offset` to the end of `segment`.
+    fn write_padding(&self, segment: &Segment, offset: u64) {
+        let remaining = self.segment_bytes - offset;
+        if remaining == 0 {
+            return;
+        }
+        let offset = offset as usize;
+        let commit = CommitWord::new(RecordKind::Padding, remaining as u32);
+        if remaining as usize >= RECORD_HEADER_BYTES {
+            let header = RecordHeader::filler(
+                RecordKind::Padding,
+                remaining as u32,
+                self.position(segment.id(), offset as u64),
+                segment.salt(),
+            );
+            // SAFETY: the crossing writer owns `[offset, end)` of this segment (its reservation
+            // contains it) and publishes it below.
+            unsafe { segment.write(offset + RecordHeader::COMMIT_BYTES, header.body_bytes()) };
+        }
+        publish(segment, offset, commit);
+        // Relaxed: statistics only.
+        self.counters
+            .padding_bytes
+            .fetch_add(remaining, Ordering::Relaxed);
+    }
+
+    /// Makes sure segment `id` exists in the directory, creating it if no other thread has
+    /// claimed it. If another thread is creating it, waits for that thread.
+    pub(crate) fn ensure_segment(&self, id: u64, guard: &Guard) -> Result<()> {
+        let backoff = Backoff::new();
+        loop {
+            if self.directory.get(id, guard).is_some() {
+                return Ok(());
+            }
+            // Claims go up one id at a time: claiming `id` moves the count from `id` to `id + 1`.
+            // Acquire on success pairs with the Release in the failure path below (a creator
+            // that gave up), Release is not needed: the segment is published by its own CAS in
+            // `Directory::install`. Relaxed on failure: we re-check the directory.
+            let claimed =
+                self.claimed
+                    .compare_exchange(id, id + 1, Ordering::AcqRel, Ordering::Relaxed);
+            match claimed {
+                Ok(_) => {
+                    return match self.create_segment(id) {
+                        Ok(segment) => {
+                            self.directory
+                                .install(segment, guard)
+                                .map_err(|_| ())
+                                .expect("a claimed segment id is installed once");
+                            Ok(())
+                        }
+                        Err(error) => {
+                            // Give the claim back so the next attempt retries the creation.
+                            self.claimed.store(id, Ordering::Release);
+                            Err(error)
+                        }
+                    };
+                }
+                // The segment before `id` is not claimed yet: create it first (only when
+                // preparation fell behind).
+                Err(count) if count < id => self.ensure_segment(id - 1, guard)?,
+                // Another thread is creating `id`: wait for it.
+                Err(_) => backoff.snooze(),
+            }
+        }
+    }
+
+    fn create_segment(&self, id: u64) -> Result<Segment> {
+        match &self.storage {
+            Storage::Heap => Ok(Segment::new_heap(id, self.segment_bytes, heap_salt(id))),
+            Storage::Dir { path, prefault } => {
+                let segment =
+                    Segment::create_file(path, id, self.segment_bytes, random_salt(), *prefault)?;
+                Ok(segment)
+            }
+        }
+    }
+
+    /// Reads the published record at `position`.
+    ///
+    /// `position` should come from an append, a scan or the index. A position that does not
+    /// start a published record gives an error, never a wrong record. (Positions inside a record
+    /// that is still being written are outside this contract: they read a word the writer is
+    /// filling.)
+    pub fn read<'g>(&'g self, position: u64, guard: &'g Guard) -> Result<RecordRef<'g>> {
+        let no_record = |reason: String| Error::NoRecord { position, reason };
+        let (segment_id, offset) = self.split(position);
+        if offset < FIRST_RECORD_OFFSET as u64 || !offset.is_multiple_of(8) {
+            return Err(no_record("not a record boundary".into()));
+        }
+        let Some(segment) = self.directory.get(segment_id, guard) else {
+            return Err(no_record(format!("segment {segment_id} is not in the log")));
+        };
+        match read_record(segment, offset as usize, position)? {
+            Some(record) => match record.kind {
+                RecordKind::Put | RecordKind::Tombstone => Ok(record),
+                kind => Err(no_record(format!("position holds a {kind:?} record"))),
+            },
+            None => Err(no_record("nothing is published there".into())),
+        }
+    }
+
+    /// Iterates over the published puts and tombstones in log order, from the oldest segment,
+    /// skipping padding and aborted records, and stopping at the first position not yet
+    /// published.
+    pub fn scan<'g>(&'g self, guard: &'g Guard) -> Scan<'g> {
+        // Acquire: pairs with the Release store in `set_recovered_tail` (and compaction).
+        let first = self.first_segment.load(Ordering::Acquire);
+        Scan {
+            log: self,
+            guard,
+            segment: first,
+            offset: FIRST_RECORD_OFFSET as u64,
+            error: None,
+        }
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> AppendStats {
+        // Relaxed: statistics, each counter read on its own.
+        AppendStats {
+            records: self.counters.records.load(Ordering::Relaxed),
+            record_bytes: self.counters.record_bytes.load(Ordering::Relaxed),
+            aborted: self.counters.aborted.load(Ordering::Relaxed),
+            rollovers: self.counters.rollovers.load(Ordering::Relaxed),
+            padding_bytes: self.counters.padding_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    pub(crate) fn storage_path(&self) -> Option<&Path> {
+        match &self.storage {
+            Storage::Dir { path, .. } => Some(path),
+            Storage::Heap => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AppendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendLog")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("tail", &Tail::from_raw(self.tail.load(Ordering::Relaxed)))
+            .field("path", &self.storage_path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stores the commit word that publishes the record at `offset`.
+fn publish(segment: &Segment, offset: usize, commit: CommitWord) {
+    // Release: publishes the header body, key and value written before it. Pairs with the
+    // Acquire load in `read_record`.
+    #[cfg(not(seglog_broken = "relaxed_commit"))]
+    segment
+        .commit_word(offset)
+        .store(commit.raw(), Ordering::Release);
+    // The broken twin for the loom model: a Relaxed commit publishes nothing.
+    #[cfg(seglog_broken = "relaxed_commit")]
+    segment
+        .commit_word(offset)
+        .store(commit.raw(), Ordering::Relaxed);
+}
+
+/// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
+/// kind otherwise. An invalid record is an error naming the segment and offset.
+pub(crate) fn read_record(
+    segment: &Segment,
+    offset: usize,
+    position: u64,
+) -> Result<Option<RecordRef<'_>>> {
+    // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
+    let commit = CommitWord::from_raw(segment.commit_word(offset).load(Ordering::Acquire));
+    let corrupt = |reason: RecordError| Error::Corrupt {
+        path: segment.path().map(Path::to_path_buf).unwrap_or_default(),
+        offset: offset as u64,
+        reason: reason.to_string(),
+    };
+    let (kind, record_bytes) = match commit.decode() {
+        Ok(decoded) => decoded,
+        Err(RecordError::Unwritten) => return Ok(None),
+        Err(e) => return Err(corrupt(e)),
+    };
+    let available = segment.len() - offset;
+    if record_bytes as usize > available {
+        return Err(corrupt(RecordError::Truncated {
+            needed: u64::from(record_bytes),
+            available: available as u64,
+        }));
+    }
+    if (record_bytes as usize) < RECORD_HEADER_BYTES {
+        // Short padding: only its commit word, and it must reach the end of the segment.
+        if offset + record_bytes as usize != segment.len() {
+            return Err(corrupt(RecordError::BadCommitWord { raw: commit.raw() }));
+        }
+        return Ok(Some(RecordRef {
+            position,
+            kind,
+            version: 0,
+            key: &[],
+            value: &[],
+            record_bytes,
+        }));
+    }
+    // SAFETY: in bounds (checked), and published: the Acquire load above returned the commit
+    // word its writer stored with Release after writing these bytes.
+    let bytes = unsafe { segment.slice(offset, record_bytes as usize) };
+    let view = decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
+        .map_err(corrupt)?;
+    Ok(Some(RecordRef {
+        position,
+        kind: view.kind,
+        version: view.header.version(),
+        key: view.key,
+        value: view.value,
+        record_bytes: view.record_bytes,
+    }))
+}
+
+/// Publishes an aborted record over a reservation whose fill closure panicked.
+struct AbortOnUnwind<'a> {
+    segment: &'a Segment,
+    offset: usize,
+    record_bytes: u32,
+    position: u64,
+    counters: &'a Counters,
+}
+
+impl Drop for AbortOnUnwind<'_> {
+    fn drop(&mut self) {
+        let header = RecordHeader::filler(
+            RecordKind::Aborted,
+            self.record_bytes,
+            self.position,
+            self.segment.salt(),
+        );
+        // SAFETY: the panicking writer still owns its reservation (nothing was published), and
+        // the value slice handed to the closure is gone with the unwinding closure.
+        unsafe {
+            self.segment.write(
+                self.offset + RecordHeader::COMMIT_BYTES,
+                header.body_bytes(),
+            );
+        }
+        publish(self.segment, self.offset, header.commit_word());
+        // Relaxed: statistics only.
+        self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .record_bytes
+            .fetch_add(u64::from(self.record_bytes), Ordering::Relaxed);
+    }
+}
+
+/// A scan over the log in order. See [`AppendLog::scan`].
+pub struct Scan<'g> {
+    log: &'g AppendLog,
+    guard: &'g Guard,
+    segment: u64,
+    offset: u64,
+    error: Option<Error>,
+}
+
+impl Scan<'_> {
+    /// The error that ended the scan early, if any (a record that failed validation).
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The position the scan will look at next.
+    pub fn position(&self) -> u64 {
+        self.log.position(self.segment, self.offset)
+    }
+}
+
+impl<'g> Iterator for Scan<'g> {
+    type Item = RecordRef<'g>;
+
+    fn next(&mut self) -> Option<RecordRef<'g>> {
+        if self.error.is_some() {
+            return None;
+        }
+        loop {
+            if self.offset >= self.log.segment_bytes {
+                self.segment += 1;
+                self.offset = FIRST_RECORD_OFFSET as u64;
+            }
+            let segment = match self.log.directory.get(self.segment, self.guard) {
+                Some(segment) => segment,
+                None => {
+                    // A gap left by compaction: skip to the next segment, but not past the tail.
+                    // Acquire: pairs with the Release store in `roll_over`.
+                    let tail = Tail::from_raw(self.log.tail.load(Ordering::Acquire));
+                    if self.segment < tail.segment() {
+                        self.segment += 1;
+                        self.offset = FIRST_RECORD_OFFSET as u64;
+                        continue;
+                    }
+                    return None;
+                }
+            };
+            let position = self.log.position(self.segment, self.offset);
+            match read_record(segment, self.offset as usize, position) {
+                Ok(None) => return None,
+                Ok(Some(record)) => {
+                    self.offset += u64::from(record.record_bytes);
+                    match record.kind {
+                        RecordKind::Put | RecordKind::Tombstone => return Some(record),
+                        RecordKind::Padding | RecordKind::Aborted => continue,
+                    }
+                }
+                Err(error) => {
+                    self.error = Some(error);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A random salt for a new segment file, from the standard library's per-process random keys.
+fn random_salt() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    RandomState::new().hash_one(nanos) as u32
+}
+
+/// A fixed salt for heap segments, so loom runs are deterministic.
+fn heap_salt(id: u64) -> u32 {
+    (id as u32).wrapping_mul(0x9E37_79B9) ^ 0x5EC1_06AA
+}

@@ -1,0 +1,151 @@
+//! The segment directory: segment id → segment, readable without locks, under an epoch guard.
+//!
+//! Two levels, so a log of millions of segments needs no up-front table of that size: a fixed
+//! array of chunk pointers, each chunk an array of segment pointers, allocated on first use.
+//! Segments are installed with a `Release` CAS and looked up with `Acquire` loads; a segment is
+//! removed by swapping its pointer to null and handing it to the epoch collector, which drops
+//! (unmaps) it only once no pinned thread can still hold it.
+
+use crate::sync::Ordering;
+use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
+
+use crate::segment::Segment;
+
+#[cfg(not(seglog_loom))]
+const CHUNK_SLOTS: usize = 1024;
+#[cfg(seglog_loom)]
+const CHUNK_SLOTS: usize = 4;
+
+struct Chunk {
+    slots: Box<[Atomic<Segment>]>,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            slots: (0..CHUNK_SLOTS).map(|_| Atomic::null()).collect(),
+        }
+    }
+}
+
+pub(crate) struct Directory {
+    chunks: Box<[Atomic<Chunk>]>,
+    max_segments: u64,
+}
+
+impl Directory {
+    pub(crate) fn new(max_segments: u64) -> Self {
+        let chunks = (max_segments as usize).div_ceil(CHUNK_SLOTS);
+        Self {
+            chunks: (0..chunks).map(|_| Atomic::null()).collect(),
+            max_segments,
+        }
+    }
+
+    pub(crate) fn max_segments(&self) -> u64 {
+        self.max_segments
+    }
+
+    fn slot<'g>(&self, id: u64, guard: &'g Guard, create: bool) -> Option<&'g Atomic<Segment>> {
+        if id >= self.max_segments {
+            return None;
+        }
+        let (chunk_index, slot_index) = (id as usize / CHUNK_SLOTS, id as usize % CHUNK_SLOTS);
+        let chunk_ptr = &self.chunks[chunk_index];
+        // Acquire: pairs with the Release CAS below that installed the chunk, so its slots are
+        // initialized.
+        let mut chunk = chunk_ptr.load(Ordering::Acquire, guard);
+        if chunk.is_null() {
+            if !create {
+                return None;
+            }
+            // Release on success: publishes the chunk's initialized slots to the Acquire loads
+            // above. Acquire on failure: pairs with the winner's Release for the same reason.
+            chunk = match chunk_ptr.compare_exchange(
+                Shared::null(),
+                Owned::new(Chunk::new()),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                guard,
+            ) {
+                Ok(installed) => installed,
+                Err(race) => race.current,
+            };
+        }
+        // SAFETY: chunks are never removed while the directory lives (only dropped with it), and
+        // `chunk` is non-null here.
+        let chunk = unsafe { chunk.deref() };
+        Some(&chunk.slots[slot_index])
+    }
+
+    /// The segment with `id`, if installed.
+    pub(crate) fn get<'g>(&self, id: u64, guard: &'g Guard) -> Option<&'g Segment> {
+        let slot = self.slot(id, guard, false)?;
+        // Acquire: pairs with the Release CAS in `install`, so the segment's header and fields
+        // written before the install are visible.
+        let segment = slot.load(Ordering::Acquire, guard);
+        // SAFETY: a non-null segment pointer stays valid while `guard` is pinned: `remove`
+        // defers its destruction through the epoch collector.
+        unsafe { segment.as_ref() }
+    }
+
+    /// Installs `segment` at its id. Returns it back if the slot is taken or out of range.
+    pub(crate) fn install(&self, segment: Segment, guard: &Guard) -> Result<(), Segment> {
+        let Some(slot) = self.slot(segment.id(), guard, true) else {
+            return Err(segment);
+        };
+        // Release: publishes the segment's header and fields to the Acquire load in `get`.
+        slot.compare_exchange(
+            Shared::null(),
+            Owned::new(segment),
+            Ordering::Release,
+            Ordering::Relaxed,
+            guard,
+        )
+        .map(|_| ())
+        .map_err(|race| *race.new.into_box())
+    }
+
+    /// Removes segment `id` from the directory; it is dropped (unmapped) once every guard that
+    /// could still hold it is unpinned. `on_drop` runs then (to delete its file).
+    pub(crate) fn remove(&self, id: u64, guard: &Guard) -> bool {
+        let Some(slot) = self.slot(id, guard, false) else {
+            return false;
+        };
+        // AcqRel: Acquire to take ownership of the segment published by `install`; Release so a
+        // later `install` of another segment is ordered after this removal.
+        let old = slot.swap(Shared::null(), Ordering::AcqRel, guard);
+        if old.is_null() {
+            return false;
+        }
+        // SAFETY: `old` is no longer reachable from the directory; threads that loaded it did
+        // so under a guard, and the collector frees it only after all of those are unpinned.
+        unsafe { guard.defer_destroy(old) };
+        true
+    }
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means no other thread can access the directory, so nothing can be
+        // pinned on its contents; an unprotected guard is sound for exclusive teardown.
+        let guard = unsafe { epoch::unprotected() };
+        for chunk_ptr in self.chunks.iter() {
+            let chunk = chunk_ptr.load(Ordering::Relaxed, guard);
+            if chunk.is_null() {
+                continue;
+            }
+            // SAFETY: exclusive access (above); the chunk was allocated by `Owned::new` and is
+            // referenced only from here.
+            let chunk = unsafe { chunk.into_owned() };
+            for slot in chunk.slots.iter() {
+                let segment = slot.load(Ordering::Relaxed, guard);
+                if !segment.is_null() {
+                    // SAFETY: as for the chunk: exclusive, allocated by `Owned::new`, and removed
+                    // segments were swapped to null before being deferred, so none is freed twice.
+                    drop(unsafe { segment.into_owned() });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The one error type a linking database sees.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in seglog, with variants a caller can act on.
+///
+/// Every message says what happened, to which file or position, and where it helps, what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key is longer than seglog accepts.
+    #[error("key of {len} bytes exceeds the maximum of {max} bytes")]
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// The largest key accepted.
+        max: usize,
+    },
+    /// The value does not fit in one segment together with its key and header.
+    #[error(
+        "value of {len} bytes exceeds the maximum of {max} bytes for this key \
+         (a record must fit in one segment; raise Options::segment_bytes)"
+    )]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The largest value accepted with this key.
+        max: usize,
+    },
+    /// Another `Log` (in this process or another) has the directory open.
+    #[error("{path} is locked: another seglog instance has this directory open")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The file system is out of space (or over a file-size limit) for a new segment. Records
+    /// published before stay readable; writes succeed again once space is freed.
+    #[error("no space to create segment {path} of {needed} bytes; free disk space and retry")]
+    DiskFull {
+        /// The segment file that could not be created.
+        path: PathBuf,
+        /// Its size.
+        needed: u64,
+    },
+    /// An I/O error on a file of the log.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file of the log does not hold what seglog wrote.
+    #[error("corrupt log file {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset within it.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The directory exists but is not a seglog log.
+    #[error("{path} is not a seglog directory: {reason}")]
+    NotALog {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An option is out of range.
+    #[error("invalid option {name}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// Every segment id the position format allows has been used.
+    #[error("the log has used all {max_segments} segment ids; compact it or use larger segments")]
+    LogFull {
+        /// The number of segment ids available.
+        max_segments: u64,
+    },
+    /// A position that holds no readable record (never returned by an append, or reclaimed).
+    #[error("no record at position {position:#x}: {reason}")]
+    NoRecord {
+        /// The position asked for.
+        position: u64,
+        /// Why nothing is there.
+        reason: String,
+    },
+}
+
+/// Shorthand for results in seglog.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Options for opening a log.
+
+use seglog_format::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, valid_segment_bytes};
+
+use crate::error::{Error, Result};
+
+/// When published records are flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SyncPolicy {
+    /// Only when [`crate::Log::sync`] is called (and whenever the OS writes dirty pages back).
+    /// A process crash loses nothing published; a power loss may lose what was not synced.
+    #[default]
+    Never,
+    /// Every `put` and `remove` syncs before it returns.
+    EveryWrite,
+    /// A background thread syncs every this many milliseconds.
+    IntervalMs(u64),
+}
+
+/// How to open a log. Build with the methods, starting from `Options::default()`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) segment_bytes: u64,
+    pub(crate) index_capacity: usize,
+    pub(crate) index_load_factor: f64,
+    pub(crate) prefault: bool,
+    pub(crate) strict: bool,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) index_seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 << 20,
+            index_capacity: 1024,
+            index_load_factor: 0.75,
+            prefault: true,
+            strict: false,
+            sync_policy: SyncPolicy::Never,
+            index_seed: None,
+        }
+    }
+}
+
+impl Options {
+    /// Size of each segment file: a power of two from 256 bytes to 1 GiB (default 64 MiB). The
+    /// largest record is a little smaller than one segment. An existing log keeps the size it
+    /// was created with.
+    #[must_use]
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Slots the index starts with (rounded up to a power of two); it grows online.
+    #[must_use]
+    pub fn index_capacity(mut self, slots: usize) -> Self {
+        self.index_capacity = slots;
+        self
+    }
+
+    /// Fraction of index slots filled before it doubles (0.25 to 0.95; default 0.75).
+    #[must_use]
+    pub fn index_load_factor(mut self, load_factor: f64) -> Self {
+        self.index_load_factor = load_factor;
+        self
+    }
+
+    /// Seed for the index's hasher; random by default. Fixed seeds make tests reproducible.
+    #[must_use]
+    pub fn index_seed(mut self, seed: u64) -> Self {
+        self.index_seed = Some(seed);
+        self
+    }
+
+    /// Whether new segments are faulted into memory when created (default true), so the first
+    /// writes to a segment do not stall on page faults.
+    #[must_use]
+    pub fn prefault(mut self, prefault: bool) -> Self {
+        self.prefault = prefault;
+        self
+    }
+
+    /// Refuse to open a log with any corrupt record instead of skipping and reporting it.
+    #[must_use]
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// When records are flushed to stable storage (default [`SyncPolicy::Never`]).
+    #[must_use]
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !valid_segment_bytes(self.segment_bytes) {
+            return Err(Error::InvalidOption {
+                name: "segment_bytes",
+                reason: format!(
+                    "{} is not a power of two from {MIN_SEGMENT_BYTES} to {MAX_SEGMENT_BYTES}",
+                    self.segment_bytes
+                ),
+            });
+        }
+        if !(0.25..=0.95).contains(&self.index_load_factor) {
+            return Err(Error::InvalidOption {
+                name: "index_load_factor",
+                reason: format!("{} is outside 0.25..=0.95", self.index_load_factor),
+            });
+        }
+        if self.index_capacity == 0 || self.index_capacity > 1 << 40 {
+            return Err(Error::InvalidOption {
+                name: "index_capacity",
+                reason: format!("{} is outside 1..=2^40", self.index_capacity),
+            });
+        }
+        if let SyncPolicy::IntervalMs(0) = self.sync_policy {
+            return Err(Error::InvalidOption {
+                name: "sync_policy",
+                reason: "IntervalMs(0): the interval must be at least 1 ms".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! One segment: a fixed-size region of memory, backed by a memory-mapped file or (for tests and
+//! loom models) by the heap, that writers fill with records.
+//!
+//! A segment is mapped once, at full size, and never remapped or truncated while mapped, so
+//! raw pointers into it stay valid for as long as the `Segment` lives. The directory hands out
+//! `&Segment` only under an epoch guard, and a segment is dropped (unmapped) only after every
+//! guard that could have seen it is gone.
+//!
+//! Concurrency: a writer owns the bytes of its reservation exclusively until it stores the
+//! record's commit word with `Release`; after that the bytes are immutable. Readers touch the
+//! bytes of a record only after an `Acquire` load of its commit word returned non-zero. The
+//! commit word itself is only ever accessed atomically. Under loom, the commit words live in a
+//! side table of loom atomics, and every byte access is reported to a loom cell per 8-byte word,
+//! so the models check the publish protocol itself (a read not ordered after the write is a
+//! reported race).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+use seglog_format::{SEGMENT_HEADER_BYTES, SegmentHeader};
+
+use crate::error::{Error, Result};
+use crate::sync::AtomicU64;
+
+/// File name of segment `id`: 16 lowercase hex digits and `.seg`.
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("{id:016x}.seg")
+}
+
+/// Parses a segment file name back into its id.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+enum Backing {
+    File {
+        map: MmapRaw,
+        path: PathBuf,
+        // Kept open for the life of the mapping (flushes, and so the file stays allocated).
+        _file: File,
+    },
+    Heap {
+        // `u64` so the memory is 8-byte aligned, like a page-aligned mapping.
+        _memory: Box<[u64]>,
+    },
+}
+
+/// A mapped segment.
+pub(crate) struct Segment {
+    id: u64,
+    salt: u32,
+    len: usize,
+    base: *mut u8,
+    backing: Backing,
+    #[cfg(seglog_loom)]
+    commit_words: Box<[AtomicU64]>,
+    #[cfg(seglog_loom)]
+    cells: Box<[crate::sync::UnsafeCell<()>]>,
+}
+
+// SAFETY: `base` points into `backing`, which the segment owns and never moves or frees before
+// it drops. Shared access follows the publish protocol in the module docs: a region is written
+// only by the writer that reserved it, and read only after its commit word was published.
+unsafe impl Send for Segment {}
+// SAFETY: as for `Send`; all shared mutable state is either atomic or behind that protocol.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    fn from_parts(id: u64, salt: u32, len: usize, base: *mut u8, backing: Backing) -> Self {
+        debug_assert_eq!(
+            base as usize % 8,
+            0,
+            "segment memory must be 8-byte aligned"
+        );
+        Self {
+            id,
+            salt,
+            len,
+            base,
+            backing,
+            #[cfg(seglog_loom)]
+            commit_words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
+            #[cfg(seglog_loom)]
+            cells: (0..len / 8)
+                .map(|_| crate::sync::UnsafeCell::new(()))
+                .collect(),
+        }
+    }
+
+    /// A heap-backed segment with its header written.
+    pub(crate) fn new_heap(id: u64, segment_bytes: u64, salt: u32) -> Self {
+        let len = segment_bytes as usize;
+        let mut memory = vec![0u64; len / 8].into_boxed_slice();
+        let base = memory.as_mut_ptr().cast::<u8>();
+        let segment = Self::from_parts(id, salt, len, base, Backing::Heap { _memory: memory });
+        let header = SegmentHeader::new(id, segment_bytes, salt);
+        // SAFETY: the segment is not shared yet, so this thread owns all of its bytes, and the
+        // header fits (segment_bytes >= MIN_SEGMENT_BYTES > SEGMENT_HEADER_BYTES).
+        unsafe { segment.write(0, header.as_bytes()) };
+        segment
+    }
+
+    /// Creates the file for segment `id` in `dir` at full size (blocks allocated, so later
+    /// writes through the mapping cannot hit a full disk), maps it, and writes its header.
+    pub(crate) fn create_file(
+        dir: &Path,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        prefault: bool,
+    ) -> Result<Self> {
+        let path = dir.join(segment_file_name(id));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = fs4::FileExt::allocate(&file, segment_bytes) {
+            drop(file);
+            // A half-created file would confuse recovery; it holds nothing yet.
+            let _ = std::fs::remove_file(&path);
+            return Err(map_allocation_error(path, segment_bytes, e));
+        }
+        let segment = Self::map_file(file, path, id, segment_bytes, salt, prefault)?;
+        let header = SegmentHeader::new(id, segment_bytes, salt);
+        // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
+        unsafe { segment.write(0, header.as_bytes()) };
+        Ok(segment)
+    }
+
+    /// Maps an existing segment file whose header has been validated as `id`, `salt`.
+    pub(crate) fn open_file(path: PathBuf, id: u64, segment_bytes: u64, salt: u32) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Self::map_file(file, path, id, segment_bytes, salt, false)
+    }
+
+    fn map_file(
+        file: File,
+        path: PathBuf,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        prefault: bool,
+    ) -> Result<Self> {
+        let mut options = MmapOptions::new();
+        options.len(segment_bytes as usize);
+        if prefault {
+            options.populate();
+        }
+        let map = options.map_raw(&file).map_err(|e| Error::io(&path, e))?;
+        let base = map.as_mut_ptr();
+        Ok(Self::from_parts(
+            id,
+            salt,
+            segment_bytes as usize,
+            base,
+            Backing::File {
+                map,
+                path,
+                _file: file,
+            },
+        ))
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn salt(&self) -> u32 {
+        self.salt
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The file behind the segment, if it has one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match &self.backing {
+            Backing::File { path, .. } => Some(path),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// The commit word of the record starting at `offset`.
+    ///
+    /// # Panics
+    /// If `offset` is not 8-aligned or not inside the segment.
+    pub(crate) fn commit_word(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.len,
+            "commit word offset {offset} out of range"
+        );
+        #[cfg(seglog_loom)]
+        {
+            &self.commit_words[offset / 8]
+        }
+        #[cfg(not(seglog_loom))]
+        {
+            // SAFETY: checked above that the 8 bytes are inside the mapping and 8-aligned
+            // (the base is page- or u64-aligned). The mapping lives as long as `self`. The
+            // commit word is only ever accessed through this atomic (see module docs), and
+            // `AtomicU64` has the size and alignment of `u64`.
+            unsafe { &*self.base.add(offset).cast::<AtomicU64>() }
+        }
+    }
+
+    #[cfg(seglog_loom)]
+    fn track(&self, offset: usize, len: usize, write: bool) {
+        let first = offset / 8;
+        let last = (offset + len).div_ceil(8);
+        for cell in &self.cells[first..last] {
+            if write {
+                cell.with_mut(|_| ());
+            } else {
+                cell.with(|_| ());
+            }
+        }
+    }
+
+    /// Copies `bytes` into the segment at `offset`.
+    ///
+    /// # Safety
+    /// The caller must ensure:
+    /// - `offset + bytes.len()` is within the segment;
+    /// - no other thread reads or writes these bytes until the caller publishes them (the
+    ///   caller reserved them, or the segment is not shared yet).
+    pub(crate) unsafe fn write(&self, offset: usize, bytes: &[u8]) {
+        debug_assert!(offset + bytes.len() <= self.len, "write past segment end");
+        #[cfg(seglog_loom)]
+        self.track(offset, bytes.len(), true);
+        // SAFETY: in bounds and exclusively owned by the caller (the function's contract);
+        // `bytes` cannot overlap the segment since the caller holds no reference into this
+        // unpublished region.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(offset), bytes.len());
+        }
+    }
+
+    /// A mutable view of `len` bytes at `offset`, for a writer filling its reservation in place.
+    ///
+    /// # Safety
+    /// As for [`Segment::write`], for the whole lifetime of the returned slice.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        debug_assert!(offset + len <= self.len, "slice past segment end");
+        #[cfg(seglog_loom)]
+        self.track(offset, len, true);
+        // SAFETY: in bounds, and nobody else touches these bytes while the slice lives (the
+        // function's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(offset), len) }
+    }
+
+    /// A view of `len` published bytes at `offset`.
+    ///
+    /// # Safety
+    /// The caller must ensure `offset + len` is within the segment and the bytes are
+    /// published: an `Acquire` load of the commit word of the record containing them returned
+    /// the value its writer stored with `Release`, or no other thread has ever had access to the
+    /// segment (recovery). Published bytes are never written again while the segment lives.
+    pub(crate) unsafe fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        debug_assert!(offset + len <= self.len, "slice past segment end");
+        #[cfg(seglog_loom)]
+        self.track(offset, len, false);
+        // SAFETY: in bounds and immutable for the segment's lifetime (the contract).
+        unsafe { std::slice::from_raw_parts(self.base.add(offset), len) }
+    }
+
+    /// Flushes `len` bytes from `offset` to stable storage (a no-op on the heap).
+    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+        match &self.backing {
+            Backing::File { map, path, .. } => map
+                .flush_range(offset, len)
+                .map_err(|e| Error::io(path.clone(), e)),
+            Backing::Heap { .. } => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .field("path", &self.path())
+            .finish()
+    }
+}
+
+fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> Error {
+    // ENOSPC, and EFBIG from RLIMIT_FSIZE or a file-size limit of the file system.
+    let out_of_space = e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::FileTooLarge
+        || matches!(e.raw_os_error(), Some(28 | 27));
+    if out_of_space {
+        Error::DiskFull { path, needed }
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// The segment header size as a `usize` offset.
+pub(crate) const FIRST_RECORD_OFFSET: usize = SEGMENT_HEADER_BYTES;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        assert_eq!(segment_file_name(0x2a), "000000000000002a.seg");
+        assert_eq!(parse_segment_file_name("000000000000002a.seg"), Some(0x2a));
+        assert_eq!(parse_segment_file_name("000000000000002A.seg"), None);
+        assert_eq!(parse_segment_file_name("2a.seg"), None);
+        assert_eq!(parse_segment_file_name("000000000000002a.tmp"), None);
+    }
+}

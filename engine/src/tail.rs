@@ -1,0 +1,130 @@
+//! The packed tail word: where the next reservation starts.
+//!
+//! ```text
+//! bit 63            40 39                                     0
+//!     +---------------+----------------------------------------+
+//!     | segment id    | offset within the segment              |
+//!     | (24 bits)     | (40 bits: headroom above segment_bytes)|
+//!     +---------------+----------------------------------------+
+//! ```
+//!
+//! Writers reserve with one `fetch_add` of the record length on the whole word. A reservation
+//! that runs past the end of the segment is harmless: the offset field has 40 bits while a
+//! segment has at most 2^30 bytes, and each thread adds at most one record length (< 2^30) to a
+//! full segment before it waits for the roll-over, so the offset cannot carry into the segment
+//! id unless about a thousand threads overshoot one segment at once.
+
+/// Bits of the offset field.
+pub(crate) const OFFSET_BITS: u32 = 40;
+/// Mask of the offset field.
+pub(crate) const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+/// Bits of the segment id field.
+pub(crate) const SEGMENT_ID_BITS: u32 = 64 - OFFSET_BITS;
+
+/// A snapshot of the tail word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail(u64);
+
+impl Tail {
+    pub(crate) const fn new(segment: u64, offset: u64) -> Self {
+        debug_assert!(segment < 1 << SEGMENT_ID_BITS);
+        debug_assert!(offset <= OFFSET_MASK);
+        Self((segment << OFFSET_BITS) | offset)
+    }
+
+    pub(crate) const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    pub(crate) const fn raw(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) const fn segment(self) -> u64 {
+        self.0 >> OFFSET_BITS
+    }
+
+    pub(crate) const fn offset(self) -> u64 {
+        self.0 & OFFSET_MASK
+    }
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tail(segment {}, offset {})",
+            self.segment(),
+            self.offset()
+        )
+    }
+}
+
+/// What a `fetch_add` of `len` on the tail means for the thread that did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// `[offset, offset + len)` lies within the segment: the region is this thread's.
+    Fits { segment: u64, offset: u64 },
+    /// The region contains the segment's end: this thread, and only this one, writes the
+    /// padding from `offset` to the end and rolls the log over to the next segment.
+    Crosses { segment: u64, offset: u64 },
+    /// The region starts past the end: another thread is rolling over; wait and retry.
+    Overshot { segment: u64 },
+}
+
+impl Tail {
+    /// Classifies the reservation `[self.offset(), self.offset() + len)` in a segment of
+    /// `segment_bytes`. The regions handed out for one segment tile `[first, ∞)` in order, so
+    /// exactly one of them contains the offset `segment_bytes`: exactly one `Crosses`.
+    pub(crate) const fn classify(self, len: u64, segment_bytes: u64) -> Reserved {
+        let (segment, offset) = (self.segment(), self.offset());
+        if offset + len <= segment_bytes {
+            Reserved::Fits { segment, offset }
+        } else if offset <= segment_bytes {
+            Reserved::Crosses { segment, offset }
+        } else {
+            Reserved::Overshot { segment }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let t = Tail::new(0xAB_CDEF, 0x12_3456_789A);
+        assert_eq!(t.segment(), 0xAB_CDEF);
+        assert_eq!(t.offset(), 0x12_3456_789A);
+        assert_eq!(Tail::from_raw(t.raw()), t);
+    }
+
+    #[test]
+    fn exactly_one_region_crosses_the_end() {
+        let seg = 256;
+        let mut offset = 64;
+        let mut crossings = 0;
+        for len in [40u64, 48, 56, 40, 80, 40, 96] {
+            match Tail::new(3, offset).classify(len, seg) {
+                Reserved::Crosses { .. } => crossings += 1,
+                Reserved::Fits { .. } | Reserved::Overshot { .. } => {}
+            }
+            offset += len;
+        }
+        assert_eq!(crossings, 1);
+        // A region ending exactly at the end fits; the next one starting there crosses.
+        assert!(matches!(
+            Tail::new(0, 216).classify(40, 256),
+            Reserved::Fits { .. }
+        ));
+        assert!(matches!(
+            Tail::new(0, 256).classify(40, 256),
+            Reserved::Crosses { .. }
+        ));
+        assert!(matches!(
+            Tail::new(0, 264).classify(40, 256),
+            Reserved::Overshot { .. }
+        ));
+    }
+}
