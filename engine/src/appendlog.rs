@@ -506,12 +506,13 @@ impl AppendLog {
         let Some(segment) = self.directory.get(segment_id, guard) else {
             return Err(no_record(format!("segment {segment_id} is not in the log")));
         };
-        match read_record(segment, offset as usize, position)? {
-            Some(record) => match record.kind {
+        match read_record(segment, offset as usize, position) {
+            Ok(Some(record)) => match record.kind {
                 RecordKind::Put | RecordKind::Tombstone => Ok(record),
                 kind => Err(no_record(format!("position holds a {kind:?} record"))),
             },
-            None => Err(no_record("nothing is published there".into())),
+            Ok(None) => Err(no_record("nothing is published there".into())),
+            Err(error) => Err(no_record(format!("no valid record starts there ({error})"))),
         }
     }
 
@@ -542,6 +543,7 @@ impl AppendLog {
         }
     }
 
+    #[allow(dead_code, reason = "used by sync and compaction, which are being built")]
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
     }
@@ -580,19 +582,15 @@ fn publish(segment: &Segment, offset: usize, commit: CommitWord) {
 }
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
-/// kind otherwise. An invalid record is an error naming the segment and offset.
+/// kind otherwise, and an error if the bytes there are not a valid record.
 pub(crate) fn read_record(
     segment: &Segment,
     offset: usize,
     position: u64,
-) -> Result<Option<RecordRef<'_>>> {
+) -> Result<Option<RecordRef<'_>>, RecordError> {
     // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
     let commit = CommitWord::from_raw(segment.commit_word(offset).load(Ordering::Acquire));
-    let corrupt = |reason: RecordError| Error::Corrupt {
-        path: segment.path().map(Path::to_path_buf).unwrap_or_default(),
-        offset: offset as u64,
-        reason: reason.to_string(),
-    };
+    let corrupt = |reason: RecordError| reason;
     let (kind, record_bytes) = match commit.decode() {
         Ok(decoded) => decoded,
         Err(RecordError::Unwritten) => return Ok(None),
@@ -726,8 +724,12 @@ impl<'g> Iterator for Scan<'g> {
                         RecordKind::Padding | RecordKind::Aborted => continue,
                     }
                 }
-                Err(error) => {
-                    self.error = Some(error);
+                Err(reason) => {
+                    self.error = Some(Error::Corrupt {
+                        path: segment.path().map(Path::to_path_buf).unwrap_or_default(),
+                        offset: self.offset,
+                        reason: reason.to_string(),
+                    });
                     return None;
                 }
             }

@@ -6,6 +6,7 @@
 //! std's. Follows crossbeam-epoch's `primitive` module and sharded-slab's `sync.rs`.
 
 #[cfg(not(seglog_loom))]
+#[allow(unused_imports, dead_code)] // the door lists every primitive; not all are used everywhere
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +40,7 @@ mod imp {
 }
 
 #[cfg(seglog_loom)]
+#[allow(unused_imports, dead_code)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::Arc;
