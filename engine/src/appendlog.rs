@@ -543,7 +543,10 @@ impl AppendLog {
         }
     }
 
-    #[allow(dead_code, reason = "used by sync and compaction, which are being built")]
+    #[allow(
+        dead_code,
+        reason = "used by sync and compaction, which are being built"
+    )]
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
     }

@@ -283,7 +283,10 @@ impl Segment {
     }
 
     /// Flushes `len` bytes from `offset` to stable storage (a no-op on the heap).
-    #[allow(dead_code, reason = "used by sync and compaction, which are being built")]
+    #[allow(
+        dead_code,
+        reason = "used by sync and compaction, which are being built"
+    )]
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
         match &self.backing {
             Backing::File { map, path, .. } => map
