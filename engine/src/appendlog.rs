@@ -80,10 +80,11 @@ pub struct RecordRef<'g> {
     pub record_bytes: u32,
 }
 
-/// Counters of what the log has done since it was opened.
+/// Counters of the log's records: those found at open plus those appended since.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendStats {
-    /// Records published (puts, tombstones and aborted records).
+    /// Records in the log: puts and tombstones found at open, plus records published since
+    /// (puts, tombstones and aborted records).
     pub records: u64,
     /// Bytes of those records.
     pub record_bytes: u64,
@@ -171,6 +172,15 @@ impl AppendLog {
             })?;
         self.claimed.fetch_max(id + 1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts a record found by recovery in the log's totals.
+    pub(crate) fn note_recovered(&self, record_bytes: u32) {
+        // Relaxed: statistics only.
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .record_bytes
+            .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
     }
 
     /// Sets where writing resumes after recovery, and where scans start.
@@ -620,8 +630,13 @@ pub(crate) fn read_record(
             record_bytes,
         }));
     }
+    if kind == RecordKind::Padding && offset + record_bytes as usize != segment.len() {
+        return Err(RecordError::BadCommitWord { raw: commit.raw() });
+    }
     // SAFETY: in bounds (checked), and published: the Acquire load above returned the commit
-    // word its writer stored with Release after writing these bytes.
+    // word its writer stored with Release after writing these bytes. The slice ends at the
+    // record's end, so the decoder's "padding reaches the end" check holds by construction and
+    // was made just above against the real segment end.
     let bytes = unsafe { segment.slice(offset, record_bytes as usize) };
     let view = decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
         .map_err(corrupt)?;

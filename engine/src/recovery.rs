@@ -87,7 +87,7 @@ pub struct RecoveryReport {
 pub(crate) fn open_dir(
     dir: &Path,
     options: &Options,
-    mut on_record: impl FnMut(&RecordRef<'_>),
+    mut on_record: impl FnMut(&AppendLog, &RecordRef<'_>),
 ) -> Result<(AppendLog, RecoveryReport)> {
     options.validate()?;
     if dir.exists() && !dir.is_dir() {
@@ -223,9 +223,16 @@ pub(crate) fn open_dir(
         let id = header.segment_id();
         let segment = Segment::open_file(path, id, segment_bytes, header.salt())?;
         report.segments += 1;
+        // Installed before its records are reported, so `on_record` can read them through the
+        // log (the index resolves keys through it). Nobody else can reach the log yet.
+        log.install_recovered(segment, &guard)?;
+        let segment = log
+            .directory()
+            .get(id, &guard)
+            .expect("installed just above");
         let end = recover_segment(
             &log,
-            &segment,
+            segment,
             i == last_index,
             options.strict,
             &mut report,
@@ -234,7 +241,6 @@ pub(crate) fn open_dir(
         if end > FIRST_RECORD_OFFSET as u64 || i == 0 {
             tail = (id, end);
         }
-        log.install_recovered(segment, &guard)?;
     }
     log.set_recovered_tail(tail.0, tail.1, first);
     drop(guard);
@@ -283,7 +289,7 @@ fn recover_segment(
     is_last: bool,
     strict: bool,
     report: &mut RecoveryReport,
-    on_record: &mut impl FnMut(&RecordRef<'_>),
+    on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
 ) -> Result<u64> {
     let len = segment.len();
     let bytes_of = |from: usize| {
@@ -302,14 +308,18 @@ fn recover_segment(
             Ok(view) => {
                 if matches!(view.kind, RecordKind::Put | RecordKind::Tombstone) {
                     report.records += 1;
-                    on_record(&RecordRef {
-                        position,
-                        kind: view.kind,
-                        version: view.header.version(),
-                        key: view.key,
-                        value: view.value,
-                        record_bytes: view.record_bytes,
-                    });
+                    log.note_recovered(view.record_bytes);
+                    on_record(
+                        log,
+                        &RecordRef {
+                            position,
+                            kind: view.kind,
+                            version: view.header.version(),
+                            key: view.key,
+                            value: view.value,
+                            record_bytes: view.record_bytes,
+                        },
+                    );
                 }
                 offset += view.record_bytes as usize;
                 end_of_valid = offset;
@@ -456,7 +466,7 @@ impl AppendLog {
     /// and recovering it otherwise. The directory stays locked until the log is dropped; a
     /// second open gets [`Error::Locked`].
     pub fn open(dir: impl AsRef<Path>, options: &Options) -> Result<Self> {
-        let (log, _report) = open_dir(dir.as_ref(), options, |_| {})?;
+        let (log, _report) = open_dir(dir.as_ref(), options, |_, _| {})?;
         Ok(log)
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! offset size field
-//!      0    8 commit     CommitWord: record_bytes (bits 0..32), kind (32..40), COMMIT_MARK (40..64)
+//!      0    8 commit     CommitWord: record_bytes (bits 0..32), kind (32..40), CommitWord::MARK (40..64)
 //!      8    4 key_len
 //!     12    4 value_len
-//!     16    8 version    unique per record; decides which record of a key is current
+//!     16    8 version    the record's position when first written; a compaction copy keeps it.
+//!                        (version, position) decides which record of a key is current
 //!     24    8 position   the record's own log position (segment id << shift | offset)
 //!     32    4 salt       the segment's salt
 //!     36    4 crc        CRC32C of bytes 0..36, then key, then value (put and tombstone);
@@ -24,7 +25,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::{RECORD_ALIGN, RECORD_HEADER_BYTES, align8};
 
-/// What a record is.
+/// What a record is. The codes differ pairwise in at least two bits, so no single bit flip
+/// turns one kind into another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum RecordKind {
@@ -32,10 +34,10 @@ pub enum RecordKind {
     Put = 1,
     /// A key's removal; the value is empty.
     Tombstone = 2,
-    /// Filler from here to the end of the segment.
-    Padding = 3,
     /// A reservation whose writer gave up (its closure panicked); its bytes mean nothing.
     Aborted = 4,
+    /// Filler from here to the end of the segment.
+    Padding = 7,
 }
 
 impl RecordKind {
@@ -45,8 +47,8 @@ impl RecordKind {
         match raw {
             1 => Some(Self::Put),
             2 => Some(Self::Tombstone),
-            3 => Some(Self::Padding),
             4 => Some(Self::Aborted),
+            7 => Some(Self::Padding),
             _ => None,
         }
     }
@@ -190,7 +192,8 @@ impl RecordHeader {
 
     /// An unsealed header (checksum zero) for a record of `kind` with the given lengths.
     ///
-    /// Returns `None` if the lengths overflow the format (see [`record_layout`]).
+    /// Returns `None` if the lengths overflow the format (see [`record_layout`]) or do not suit
+    /// the kind (a tombstone with a value; padding and aborted records use [`Self::filler`]).
     #[must_use]
     pub fn new(
         kind: RecordKind,
@@ -200,6 +203,14 @@ impl RecordHeader {
         position: u64,
         salt: u32,
     ) -> Option<Self> {
+        let suits_kind = match kind {
+            RecordKind::Put => true,
+            RecordKind::Tombstone => value_len == 0,
+            RecordKind::Padding | RecordKind::Aborted => false,
+        };
+        if !suits_kind {
+            return None;
+        }
         let layout = record_layout(key_len, value_len)?;
         Some(Self {
             commit: CommitWord::new(kind, layout.record_bytes).raw().to_le(),
@@ -213,14 +224,22 @@ impl RecordHeader {
     }
 
     /// The header of a padding or aborted record `record_bytes` long (at least
-    /// [`RECORD_HEADER_BYTES`]), sealed: its checksum covers the header alone.
+    /// [`RECORD_HEADER_BYTES`], a multiple of 8), sealed: its checksum covers the header alone.
+    ///
+    /// # Panics
+    /// If `kind` is not padding or aborted, or `record_bytes` is too short or unaligned: callers
+    /// compute these from their own reservations, so a bad value is a bug, not bad input.
     #[must_use]
     pub fn filler(kind: RecordKind, record_bytes: u32, position: u64, salt: u32) -> Self {
-        debug_assert!(
+        assert!(
             matches!(kind, RecordKind::Padding | RecordKind::Aborted),
             "filler kinds are padding and aborted, not {kind:?}"
         );
-        debug_assert!(record_bytes as usize >= RECORD_HEADER_BYTES);
+        assert!(
+            record_bytes as usize >= RECORD_HEADER_BYTES
+                && (record_bytes as usize).is_multiple_of(RECORD_ALIGN),
+            "filler of {record_bytes} bytes"
+        );
         let header = Self {
             commit: CommitWord::new(kind, record_bytes).raw().to_le(),
             key_len: 0,
@@ -510,6 +529,14 @@ pub fn decode_record(
             value_len,
         });
     }
+    // Padding always runs to the end of its segment, which is where `bytes` ends.
+    if kind == RecordKind::Padding && u64::from(record_bytes) != available {
+        return Err(RecordError::BadKindFields {
+            kind,
+            key_len,
+            value_len,
+        });
+    }
     if header.position() != position {
         return Err(RecordError::PositionMismatch {
             expected: position,
@@ -552,7 +579,8 @@ pub fn decode_record(
 
 /// Encodes a whole put or tombstone record (header, key, value, zero padding), sealed.
 ///
-/// Returns `None` if the lengths overflow the format.
+/// Returns `None` if the lengths overflow the format or do not suit the kind (see
+/// [`RecordHeader::new`]).
 #[must_use]
 pub fn encode_record(
     kind: RecordKind,

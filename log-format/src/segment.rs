@@ -157,10 +157,11 @@ impl SegmentHeader {
                 value: header.segment_bytes(),
             });
         }
-        if header.reserved != [0; 24] {
+        if let Some(at) = header.reserved.iter().position(|&b| b != 0) {
+            // The value reported is the offset of the first non-zero reserved byte.
             return Err(SegmentHeaderError::BadField {
                 field: "reserved",
-                value: 0,
+                value: 36 + at as u64,
             });
         }
         Ok(header)

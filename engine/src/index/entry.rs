@@ -1,0 +1,250 @@
+//! The index's state word: one packed `u64` per slot, and the atomic slot that holds it.
+//!
+//! ```text
+//!  63  62                48 47                                              0
+//! +---+--------------------+-------------------------------------------------+
+//! | F |    tag (15 bits)   |             address >> 3 (48 bits)              |
+//! +---+--------------------+-------------------------------------------------+
+//! ```
+//!
+//! - `F` (FROZEN): the table holding the slot is being migrated; the slot is read-only from the
+//!   moment it is set, and it is never cleared.
+//! - `tag`: 15 hash bits that the home slot does not use, so most probes skip a slot without
+//!   asking the log for its key.
+//! - `address >> 3`: the record's log address divided by its 8-byte alignment. Addresses are never
+//!   0, so an address field of 0 means the slot is vacant.
+//!
+//! Every slot goes through `Empty → Holds(K)* → Frozen` or `Empty → FrozenEmpty`: once it holds a
+//! key K it holds only K's entries, and once frozen it never changes again.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Bit 63: the slot is frozen (its table is migrating).
+const FROZEN_SHIFT: u32 = 63;
+const FROZEN: u64 = 1 << FROZEN_SHIFT;
+
+/// Bits 48..63: the tag.
+const TAG_SHIFT: u32 = 48;
+const TAG_BITS: u32 = 15;
+const TAG_MASK: u64 = ((1 << TAG_BITS) - 1) << TAG_SHIFT;
+
+/// Bits 0..48: the address divided by [`ADDRESS_ALIGN`].
+const ADDRESS_BITS: u32 = 48;
+const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
+const ADDRESS_ALIGN_SHIFT: u32 = 3;
+
+/// Log addresses the index can hold are multiples of this.
+pub(crate) const ADDRESS_ALIGN: u64 = 1 << ADDRESS_ALIGN_SHIFT;
+/// Log addresses the index can hold are below this (2^51).
+pub(crate) const ADDRESS_LIMIT: u64 = 1 << (ADDRESS_BITS + ADDRESS_ALIGN_SHIFT);
+
+const _: () = assert!(TAG_SHIFT == ADDRESS_BITS, "tag sits right above the address");
+const _: () = assert!(TAG_SHIFT + TAG_BITS == FROZEN_SHIFT, "frozen bit sits right above the tag");
+const _: () = assert!(FROZEN & TAG_MASK == 0 && TAG_MASK & ADDRESS_MASK == 0);
+
+/// Whether `address` fits an entry: non-zero, 8-byte aligned, below 2^51.
+pub(crate) fn is_valid_address(address: u64) -> bool {
+    address != 0 && address % ADDRESS_ALIGN == 0 && address < ADDRESS_LIMIT
+}
+
+/// The 15 hash bits stored in an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Tag(u16);
+
+/// A key's 64-bit hash: the low bits choose the home slot, the top 15 bits are the tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct KeyHash(u64);
+
+impl KeyHash {
+    pub(super) fn new(hash: u64) -> Self {
+        Self(hash)
+    }
+
+    /// The top [`TAG_BITS`] bits of the hash. Home slots use the low bits, so the tag adds
+    /// information until a table has 2^49 slots.
+    pub(super) fn tag(self) -> Tag {
+        Tag((self.0 >> (u64::BITS - TAG_BITS)) as u16)
+    }
+
+    /// The home slot in a table of `mask + 1` slots (a power of two).
+    pub(super) fn home(self, mask: usize) -> usize {
+        // Truncation is the point: only the low bits select the slot.
+        self.0 as usize & mask
+    }
+}
+
+/// A snapshot of one slot's word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry(u64);
+
+impl Entry {
+    /// A slot no key has claimed.
+    pub(super) const EMPTY: Entry = Entry(0);
+
+    /// An unfrozen entry for the record of a key with `tag` at `address`.
+    pub(super) fn new(tag: Tag, address: u64) -> Self {
+        debug_assert!(is_valid_address(address), "index address {address:#x} out of range");
+        Self(((tag.0 as u64) << TAG_SHIFT) | (address >> ADDRESS_ALIGN_SHIFT))
+    }
+
+    /// The record address, or `None` if no key has claimed the slot.
+    pub(super) fn address(self) -> Option<u64> {
+        match self.0 & ADDRESS_MASK {
+            0 => None,
+            shifted => Some(shifted << ADDRESS_ALIGN_SHIFT),
+        }
+    }
+
+    /// Whether no key has claimed the slot (frozen or not).
+    pub(super) fn is_vacant(self) -> bool {
+        self.0 & ADDRESS_MASK == 0
+    }
+
+    /// Whether the slot is frozen: its table is migrating and the slot will never change again.
+    pub(super) fn is_frozen(self) -> bool {
+        self.0 & FROZEN != 0
+    }
+
+    /// Whether the slot was sealed while vacant: no key can ever be added to it.
+    pub(super) fn is_frozen_vacant(self) -> bool {
+        self.is_frozen() && self.is_vacant()
+    }
+
+    pub(super) fn tag(self) -> Tag {
+        Tag(((self.0 & TAG_MASK) >> TAG_SHIFT) as u16)
+    }
+
+    /// This entry with the frozen bit set (what [`Slot::freeze`] leaves behind).
+    pub(super) fn frozen(self) -> Self {
+        Self(self.0 | FROZEN)
+    }
+
+    /// This entry without the frozen bit: what migration copies into the next table.
+    pub(super) fn thawed(self) -> Self {
+        Self(self.0 & !FROZEN)
+    }
+
+    /// The same key (tag) pointing at another record.
+    pub(super) fn with_address(self, address: u64) -> Self {
+        Self::new(self.tag(), address)
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("frozen", &self.is_frozen())
+            .field("tag", &self.tag().0)
+            .field("address", &self.address())
+            .finish()
+    }
+}
+
+/// One slot of a table: an atomic [`Entry`].
+///
+/// The orderings are fixed here, once, rather than at call sites. The protocol they implement:
+/// a record is published in the log *before* its address is installed with a Release RMW
+/// (`compare_exchange`), and every reader of a slot loads with Acquire before it resolves the
+/// address, so the record's bytes are visible to `RecordSource::resolve`. `freeze` is an RMW, so
+/// it continues the release sequence of the install it freezes.
+pub(super) struct Slot(AtomicU64);
+
+impl Slot {
+    pub(super) fn new() -> Self {
+        Self(AtomicU64::new(Entry::EMPTY.0))
+    }
+
+    /// Loads the slot.
+    ///
+    /// Acquire: pairs with the Release half of [`Slot::compare_exchange`] (the install in
+    /// `Index::write_in`/`Index::copy_into`) and of [`Slot::freeze`], so the record behind the
+    /// address, and the successor table behind a frozen bit, are visible.
+    pub(super) fn load(&self) -> Entry {
+        Entry(self.0.load(Ordering::Acquire))
+    }
+
+    /// Replaces `current` with `new` if the slot still holds `current`; on failure returns what
+    /// it holds now.
+    ///
+    /// AcqRel on success: Release publishes the record at `new`'s address (pairs with the Acquire
+    /// in [`Slot::load`]); Acquire makes the replaced record visible to the caller. Acquire on
+    /// failure: the caller goes on to resolve the entry it got back.
+    pub(super) fn compare_exchange(&self, current: Entry, new: Entry) -> Result<(), Entry> {
+        self.0
+            .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(Entry)
+    }
+
+    /// Sets the frozen bit and returns the frozen entry. Idempotent; wait-free.
+    ///
+    /// AcqRel: Acquire so the caller may resolve the entry it froze (pairs with the install's
+    /// Release); Release so that whoever loads the frozen bit also sees the successor table the
+    /// freezer had loaded (the `next` pointer; pairs with the Acquire in [`Slot::load`]).
+    pub(super) fn freeze(&self) -> Entry {
+        Entry(self.0.fetch_or(FROZEN, Ordering::AcqRel)).frozen()
+    }
+
+    /// The broken twin of the install CAS, for the loom model that must catch it: overwrites the
+    /// slot without checking that it still holds what the version comparison looked at.
+    ///
+    /// Release: publishes the record like the real install does.
+    #[cfg(seglog_broken = "blind_index_store")]
+    pub(super) fn store_blind(&self, new: Entry) {
+        self.0.store(new.0, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(seglog_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let tag = KeyHash::new(u64::MAX).tag();
+        assert_eq!(tag, Tag(0x7fff));
+        let address = ADDRESS_LIMIT - ADDRESS_ALIGN;
+        let entry = Entry::new(tag, address);
+        assert_eq!(entry.address(), Some(address));
+        assert_eq!(entry.tag(), tag);
+        assert!(!entry.is_frozen() && !entry.is_vacant());
+
+        let frozen = entry.frozen();
+        assert!(frozen.is_frozen() && !frozen.is_frozen_vacant());
+        assert_eq!(frozen.address(), Some(address));
+        assert_eq!(frozen.tag(), tag);
+        assert_eq!(frozen.thawed(), entry);
+
+        let moved = entry.with_address(8);
+        assert_eq!((moved.tag(), moved.address()), (tag, Some(8)));
+    }
+
+    #[test]
+    fn vacant_and_frozen_vacant() {
+        assert!(Entry::EMPTY.is_vacant() && !Entry::EMPTY.is_frozen());
+        assert_eq!(Entry::EMPTY.address(), None);
+        let sealed = Entry::EMPTY.frozen();
+        assert!(sealed.is_frozen_vacant());
+        // A zero tag still makes a non-empty entry: addresses are never 0.
+        assert_ne!(Entry::new(Tag(0), 8), Entry::EMPTY);
+    }
+
+    #[test]
+    fn slot_freeze_is_idempotent() {
+        let slot = Slot::new();
+        let entry = Entry::new(Tag(5), 64);
+        assert_eq!(slot.compare_exchange(Entry::EMPTY, entry), Ok(()));
+        assert_eq!(slot.compare_exchange(Entry::EMPTY, entry), Err(entry));
+        assert_eq!(slot.freeze(), entry.frozen());
+        assert_eq!(slot.freeze(), entry.frozen());
+        assert_eq!(slot.load(), entry.frozen());
+    }
+
+    #[test]
+    fn address_validity() {
+        assert!(is_valid_address(8));
+        assert!(!is_valid_address(0));
+        assert!(!is_valid_address(12));
+        assert!(!is_valid_address(ADDRESS_LIMIT));
+    }
+}
