@@ -121,6 +121,13 @@ pub struct AppendLog {
     counters: Counters,
     /// The directory lock, for file-backed logs; released when the log drops.
     lock: std::sync::OnceLock<crate::recovery::DirLock>,
+    /// Everything below this position is published and flushed.
+    synced: AtomicU64,
+    /// Segments created since the directory was last fsynced.
+    unsynced_segments: AtomicU64,
+    /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
+    /// commit). Never taken by appends or reads.
+    sync_lock: std::sync::Mutex<()>,
 }
 
 impl AppendLog {
@@ -153,6 +160,9 @@ impl AppendLog {
             first_segment: AtomicU64::new(0),
             counters: Counters::default(),
             lock: std::sync::OnceLock::new(),
+            synced: AtomicU64::new(0),
+            unsynced_segments: AtomicU64::new(0),
+            sync_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -350,21 +360,19 @@ impl AppendLog {
     }
 
     /// One atomic bump of the tail by `len`; returns the value before the bump.
-    #[cfg(not(seglog_broken = "load_then_add"))]
     fn bump_tail(&self, len: u64) -> Tail {
+        #[cfg(seglog_loom)]
+        if crate::sync::broken::is(crate::sync::broken::Broken::LoadThenAdd) {
+            // The seed design's allocation (read, then add): two writers can read the same
+            // tail and get the same region. Only for the loom twin that must catch it.
+            let old = self.tail.load(Ordering::Acquire);
+            self.tail.store(old + len, Ordering::Release);
+            return Tail::from_raw(old);
+        }
         // Acquire: pairs with the Release store in `roll_over` that moved the tail to this
         // segment, so the directory entry installed before that store is visible to the
         // `Directory::get` that follows. Atomicity alone makes regions disjoint.
         Tail::from_raw(self.tail.fetch_add(len, Ordering::Acquire))
-    }
-
-    /// The seed design's allocation (read, then add): two writers can read the same tail and
-    /// get the same region. Only for the loom model that must catch it.
-    #[cfg(seglog_broken = "load_then_add")]
-    fn bump_tail(&self, len: u64) -> Tail {
-        let old = self.tail.load(Ordering::Acquire);
-        self.tail.store(old + len, Ordering::Release);
-        Tail::from_raw(old)
     }
 
     /// Waits until the tail leaves `segment` or is reset to its end (after a failed roll-over).
@@ -496,6 +504,10 @@ impl AppendLog {
             Storage::Dir { path, prefault } => {
                 let segment =
                     Segment::create_file(path, id, self.segment_bytes, random_salt(), *prefault)?;
+                // Relaxed: read under `sync_lock` by `sync`, which only needs to see it
+                // eventually for segments it flushes (those are installed, published through
+                // the tail's Release/Acquire).
+                self.unsynced_segments.fetch_add(1, Ordering::Relaxed);
                 Ok(segment)
             }
         }
@@ -557,6 +569,97 @@ impl AppendLog {
         dead_code,
         reason = "used by sync and compaction, which are being built"
     )]
+    /// Segments in the log.
+    pub fn segment_count(&self) -> u64 {
+        self.directory.count()
+    }
+
+    /// Flushes every record published before the call to stable storage, and the directory
+    /// entries of segments created since the last sync. Concurrent calls share flushes: a caller
+    /// that finds its records already flushed by another returns without flushing again.
+    pub fn sync(&self) -> Result<()> {
+        let target = self.tail_position();
+        let _flushing = self
+            .sync_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Relaxed: `synced` is only written under `sync_lock`, which orders it.
+        let start = self.synced.load(Ordering::Relaxed);
+        if start >= target {
+            return Ok(());
+        }
+        // Cover everything published by now, for the callers queued behind us too.
+        let target = self.tail_position();
+        // Find the published frontier *before* flushing: every record below it was published
+        // before the flush, so the flush covers its bytes.
+        let guard = crate::sync::epoch::pin();
+        let frontier = self.published_frontier(start, target, &guard);
+        let (first_segment, first_offset) = self.split(start);
+        let (last_segment, last_offset) = self.split(target);
+        let last_offset = if target == self.position(last_segment, 0) && last_segment > 0 {
+            // `target` is the very start of a segment: nothing of it to flush.
+            0
+        } else {
+            last_offset
+        };
+        for id in first_segment..=last_segment {
+            let Some(segment) = self.directory.get(id, &guard) else {
+                continue;
+            };
+            let from = if id == first_segment {
+                // The header of a segment entered since the last sync must be flushed too.
+                if first_offset <= FIRST_RECORD_OFFSET as u64 { 0 } else { first_offset }
+            } else {
+                0
+            };
+            let to = if id == last_segment {
+                last_offset
+            } else {
+                self.segment_bytes
+            };
+            if to > from {
+                segment.flush_range(from as usize, (to - from) as usize)?;
+            }
+        }
+        // Relaxed: read-modify-write under `sync_lock`.
+        if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0 {
+            if let Some(path) = self.storage_path() {
+                sync_dir(path)?;
+            }
+        }
+        self.synced.store(frontier, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The first position at or after `from` (and below `to`) that is not published yet, or
+    /// `to`.
+    fn published_frontier(&self, from: u64, to: u64, guard: &Guard) -> u64 {
+        let (mut segment_id, mut offset) = self.split(from);
+        if offset < FIRST_RECORD_OFFSET as u64 {
+            offset = FIRST_RECORD_OFFSET as u64;
+        }
+        loop {
+            let position = self.position(segment_id, offset);
+            if position >= to {
+                return to;
+            }
+            if offset >= self.segment_bytes {
+                segment_id += 1;
+                offset = FIRST_RECORD_OFFSET as u64;
+                continue;
+            }
+            let Some(segment) = self.directory.get(segment_id, guard) else {
+                segment_id += 1;
+                offset = FIRST_RECORD_OFFSET as u64;
+                continue;
+            };
+            match read_record(segment, offset as usize, position) {
+                Ok(Some(record)) => offset += u64::from(record.record_bytes),
+                Ok(None) | Err(_) => return position,
+            }
+        }
+    }
+
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
     }
@@ -581,17 +684,19 @@ impl std::fmt::Debug for AppendLog {
 
 /// Stores the commit word that publishes the record at `offset`.
 fn publish(segment: &Segment, offset: usize, commit: CommitWord) {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::RelaxedCommit) {
+        // The broken twin for the loom model: a Relaxed commit publishes nothing.
+        segment
+            .commit_word(offset)
+            .store(commit.raw(), Ordering::Relaxed);
+        return;
+    }
     // Release: publishes the header body, key and value written before it. Pairs with the
     // Acquire load in `read_record`.
-    #[cfg(not(seglog_broken = "relaxed_commit"))]
     segment
         .commit_word(offset)
         .store(commit.raw(), Ordering::Release);
-    // The broken twin for the loom model: a Relaxed commit publishes nothing.
-    #[cfg(seglog_broken = "relaxed_commit")]
-    segment
-        .commit_word(offset)
-        .store(commit.raw(), Ordering::Relaxed);
 }
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
@@ -753,6 +858,13 @@ impl<'g> Iterator for Scan<'g> {
             }
         }
     }
+}
+
+/// Makes a directory's entries (new segment files) durable.
+fn sync_dir(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// A random salt for a new segment file, from the standard library's per-process random keys.

@@ -6,7 +6,7 @@
 //! removed by swapping its pointer to null and handing it to the epoch collector, which drops
 //! (unmaps) it only once no pinned thread can still hold it.
 
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 
 use crate::segment::Segment;
@@ -31,6 +31,8 @@ impl Chunk {
 pub(crate) struct Directory {
     chunks: Box<[Atomic<Chunk>]>,
     max_segments: u64,
+    /// Segments installed and not removed.
+    count: AtomicU64,
 }
 
 impl Directory {
@@ -39,6 +41,7 @@ impl Directory {
         Self {
             chunks: (0..chunks).map(|_| Atomic::null()).collect(),
             max_segments,
+            count: AtomicU64::new(0),
         }
     }
 
@@ -102,8 +105,17 @@ impl Directory {
             Ordering::Relaxed,
             guard,
         )
-        .map(|_| ())
+        .map(|_| {
+            // Relaxed: a statistic.
+            self.count.fetch_add(1, Ordering::Relaxed);
+        })
         .map_err(|race| *race.new.into_box())
+    }
+
+    /// Segments installed and not removed.
+    pub(crate) fn count(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Removes segment `id` from the directory; it is dropped (unmapped) once every guard that
@@ -122,6 +134,8 @@ impl Directory {
         if old.is_null() {
             return false;
         }
+        // Relaxed: a statistic.
+        self.count.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: `old` is no longer reachable from the directory; threads that loaded it did
         // so under a guard, and the collector frees it only after all of those are unpinned.
         unsafe { guard.defer_destroy(old) };

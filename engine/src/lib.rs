@@ -13,7 +13,7 @@ mod error;
 mod options;
 mod recovery;
 mod segment;
-pub(crate) mod sync;
+mod sync;
 mod tail;
 
 pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
@@ -21,6 +21,11 @@ pub use error::{Error, Result};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
 pub use seglog_format::{MAX_KEY_BYTES, RecordKind};
+
+/// The loom twins' switch to deliberately broken protocol variants (loom builds only).
+#[cfg(seglog_loom)]
+#[doc(hidden)]
+pub use sync::broken as __broken;
 
 /// An epoch guard: while it lives, records and segments read under it stay valid.
 pub use crossbeam_epoch::Guard;

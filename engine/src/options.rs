@@ -28,6 +28,7 @@ pub struct Options {
     pub(crate) strict: bool,
     pub(crate) sync_policy: SyncPolicy,
     pub(crate) index_seed: Option<u64>,
+    pub(crate) max_segments: u64,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             strict: false,
             sync_policy: SyncPolicy::Never,
             index_seed: None,
+            max_segments: u64::MAX,
         }
     }
 }
@@ -72,6 +74,15 @@ impl Options {
     #[must_use]
     pub fn index_seed(mut self, seed: u64) -> Self {
         self.index_seed = Some(seed);
+        self
+    }
+
+    /// Caps the number of segment ids (default: as many as positions allow). The segment
+    /// directory's top level is sized from it, so loom models set it small.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn max_segments(mut self, max_segments: u64) -> Self {
+        self.max_segments = max_segments;
         self
     }
 

@@ -205,7 +205,7 @@ pub(crate) fn open_dir(
             prefault: options.prefault,
         },
         segment_bytes,
-        u64::MAX,
+        options.max_segments,
     );
     let guard = crate::sync::epoch::pin();
     if headers.is_empty() {

@@ -44,7 +44,6 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
 
 enum Backing {
     File {
-        #[allow(dead_code, reason = "flushed by sync, which is being built")]
         map: MmapRaw,
         path: PathBuf,
         // Kept open for the life of the mapping (flushes, and so the file stays allocated).

@@ -80,3 +80,40 @@ impl Backoff {
         yield_now();
     }
 }
+
+/// Deliberately broken variants of seglog's protocols, switched on per thread by the loom
+/// models' twins (each twin must fail, proving its model can catch the bug). Exists only in loom
+/// builds; normal builds have no switch and no branch.
+#[cfg(seglog_loom)]
+pub mod broken {
+    use std::cell::Cell;
+
+    /// A protocol bug a loom model must catch.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Broken {
+        /// The seed's offset allocation: load the tail, then store tail + len.
+        LoadThenAdd,
+        /// Publish records with a `Relaxed` commit store instead of `Release`.
+        RelaxedCommit,
+        /// Install index entries with a blind store instead of a CAS.
+        BlindIndexStore,
+        /// Relocate (compaction) with a blind store instead of a CAS on the old address.
+        BlindRelocate,
+    }
+
+    thread_local! {
+        // Loom runs every modeled thread on the OS thread that called `loom::model`, so a
+        // thread-local set by the test reaches all of them and no other test.
+        static MODE: Cell<Option<Broken>> = const { Cell::new(None) };
+    }
+
+    /// Switches this OS thread's seglog code to the broken variant `mode` (or back, with `None`).
+    pub fn set(mode: Option<Broken>) {
+        MODE.with(|m| m.set(mode));
+    }
+
+    /// Whether `mode` is switched on for this thread.
+    pub(crate) fn is(mode: Broken) -> bool {
+        MODE.with(|m| m.get() == Some(mode))
+    }
+}
