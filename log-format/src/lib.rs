@@ -31,9 +31,11 @@ compile_error!(
     "seglog's format is little-endian and its headers are cast in place; big-endian targets are not supported"
 );
 
+mod hint;
 mod record;
 mod segment;
 
+pub use hint::{HINT_MAGIC, HINT_TRAILER, Hint, HintEntry, HintError, HintWriter, decode_hint};
 pub use record::{
     CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,
     decode_record, encode_record, record_layout,

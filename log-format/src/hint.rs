@@ -1,0 +1,324 @@
+//! Hint files: a sealed segment's keys, versions and positions, so that reopening a log reads
+//! the hints instead of every value (Bitcask's hint files).
+//!
+//! ```text
+//! hint file <16 hex digits>.hint, beside the segment of the same id:
+//! offset size field
+//!      0    8 magic          HINT_MAGIC
+//!      8    4 format_version FORMAT_VERSION
+//!     12    4 entry_count
+//!     16    8 segment_id
+//!     24    4 salt           the segment's salt: a hint for another incarnation is rejected
+//!     28    4 header_crc     CRC32C of bytes 0..28
+//!     32      entries, each 8-byte aligned:
+//!             4 offset        of the record in the segment
+//!             4 record_bytes
+//!             8 version
+//!             1 kind          RecordKind (put or tombstone)
+//!             3 reserved      zero
+//!             4 key_len
+//!             key, zero padding to 8
+//!   end-8    4 body_crc       CRC32C of every byte from 0 to here
+//!   end-4    4 trailer_magic  HINT_TRAILER
+//! ```
+//!
+//! A hint is written whole to a temporary name and renamed into place, so a reader sees a
+//! complete hint or none; a hint that fails any check is ignored and its segment scanned.
+
+use core::fmt;
+
+use crate::{FORMAT_VERSION, MAX_KEY_BYTES, RecordKind, align8, crc32c};
+
+/// The first 8 bytes of every hint file.
+pub const HINT_MAGIC: [u8; 8] = *b"\x89SEGHNT\n";
+/// The last 4 bytes of every complete hint file.
+pub const HINT_TRAILER: u32 = 0x5EC1_0E4D;
+const HEADER_BYTES: usize = 32;
+const ENTRY_FIXED_BYTES: usize = 24;
+const TRAILER_BYTES: usize = 8;
+
+/// One record of a sealed segment, as a hint lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HintEntry<'a> {
+    /// Offset of the record within its segment.
+    pub offset: u32,
+    /// The record's length.
+    pub record_bytes: u32,
+    /// The record's version.
+    pub version: u64,
+    /// Put or tombstone.
+    pub kind: RecordKind,
+    /// The record's key.
+    pub key: &'a [u8],
+}
+
+/// Why a hint file was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HintError {
+    /// Too short, or an entry runs past the end.
+    Truncated,
+    /// Not a hint file.
+    BadMagic,
+    /// The hint was written by another format version.
+    UnsupportedVersion(u32),
+    /// A checksum does not match.
+    ChecksumMismatch,
+    /// The hint belongs to another segment (id or salt differ).
+    WrongSegment,
+    /// An entry holds a value the format never writes.
+    BadEntry {
+        /// Index of the entry.
+        index: u32,
+    },
+}
+
+impl fmt::Display for HintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("hint file truncated"),
+            Self::BadMagic => f.write_str("not a hint file (bad magic)"),
+            Self::UnsupportedVersion(v) => write!(f, "hint format version {v} not supported"),
+            Self::ChecksumMismatch => f.write_str("hint checksum mismatch"),
+            Self::WrongSegment => f.write_str("hint belongs to another segment"),
+            Self::BadEntry { index } => write!(f, "hint entry {index} is invalid"),
+        }
+    }
+}
+
+impl std::error::Error for HintError {}
+
+/// Builds a hint file's bytes.
+#[derive(Debug)]
+pub struct HintWriter {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl HintWriter {
+    /// A hint for segment `segment_id` with `salt`.
+    #[must_use]
+    pub fn new(segment_id: u64, salt: u32) -> Self {
+        let mut bytes = Vec::with_capacity(4096);
+        bytes.extend_from_slice(&HINT_MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes()); // entry_count, set by `finish`
+        bytes.extend_from_slice(&segment_id.to_le_bytes());
+        bytes.extend_from_slice(&salt.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes()); // header_crc, set by `finish`
+        Self { bytes, count: 0 }
+    }
+
+    /// Adds a record.
+    pub fn push(&mut self, entry: &HintEntry<'_>) {
+        debug_assert!(matches!(
+            entry.kind,
+            RecordKind::Put | RecordKind::Tombstone
+        ));
+        self.bytes.extend_from_slice(&entry.offset.to_le_bytes());
+        self.bytes
+            .extend_from_slice(&entry.record_bytes.to_le_bytes());
+        self.bytes.extend_from_slice(&entry.version.to_le_bytes());
+        self.bytes.extend_from_slice(&[entry.kind as u8, 0, 0, 0]);
+        self.bytes
+            .extend_from_slice(&(entry.key.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(entry.key);
+        let padded = align8(entry.key.len() as u64) as usize;
+        self.bytes
+            .resize(self.bytes.len() + padded - entry.key.len(), 0);
+        self.count += 1;
+    }
+
+    /// The finished file.
+    #[must_use]
+    pub fn finish(mut self) -> Vec<u8> {
+        self.bytes[12..16].copy_from_slice(&self.count.to_le_bytes());
+        let header_crc = crc32c(&self.bytes[..28]);
+        self.bytes[28..32].copy_from_slice(&header_crc.to_le_bytes());
+        let body_crc = crc32c(&self.bytes);
+        self.bytes.extend_from_slice(&body_crc.to_le_bytes());
+        self.bytes.extend_from_slice(&HINT_TRAILER.to_le_bytes());
+        self.bytes
+    }
+}
+
+/// A validated hint file.
+#[derive(Debug, Clone, Copy)]
+pub struct Hint<'a> {
+    entries: &'a [u8],
+    count: u32,
+}
+
+/// Validates `bytes` as the hint of segment `segment_id` with `salt`. Never panics.
+pub fn decode_hint(bytes: &[u8], segment_id: u64, salt: u32) -> Result<Hint<'_>, HintError> {
+    if bytes.len() < HEADER_BYTES + TRAILER_BYTES {
+        return Err(HintError::Truncated);
+    }
+    if bytes[..8] != HINT_MAGIC {
+        return Err(HintError::BadMagic);
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let end = bytes.len();
+    if u32_at(end - 4) != HINT_TRAILER {
+        return Err(HintError::Truncated);
+    }
+    if crc32c(&bytes[..end - TRAILER_BYTES]) != u32_at(end - 8)
+        || crc32c(&bytes[..28]) != u32_at(28)
+    {
+        return Err(HintError::ChecksumMismatch);
+    }
+    if u32_at(8) != FORMAT_VERSION {
+        return Err(HintError::UnsupportedVersion(u32_at(8)));
+    }
+    if u64_at(16) != segment_id || u32_at(24) != salt {
+        return Err(HintError::WrongSegment);
+    }
+    let hint = Hint {
+        entries: &bytes[HEADER_BYTES..end - TRAILER_BYTES],
+        count: u32_at(12),
+    };
+    // Walk once so that iteration cannot fail later.
+    let mut seen = 0u32;
+    for entry in hint.raw_entries() {
+        entry?;
+        seen += 1;
+    }
+    if seen != hint.count {
+        return Err(HintError::BadEntry { index: seen });
+    }
+    Ok(hint)
+}
+
+impl<'a> Hint<'a> {
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether the hint lists no record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entries, in log order.
+    pub fn entries(&self) -> impl Iterator<Item = HintEntry<'a>> + 'a {
+        self.raw_entries()
+            .map(|e| e.expect("validated by decode_hint"))
+    }
+
+    fn raw_entries(&self) -> impl Iterator<Item = Result<HintEntry<'a>, HintError>> + 'a {
+        let bytes = self.entries;
+        let mut at = 0usize;
+        let mut index = 0u32;
+        std::iter::from_fn(move || {
+            if at == bytes.len() {
+                return None;
+            }
+            let bad = HintError::BadEntry { index };
+            let Some(fixed) = bytes.get(at..at + ENTRY_FIXED_BYTES) else {
+                at = bytes.len();
+                return Some(Err(bad));
+            };
+            let u32_at = |o: usize| u32::from_le_bytes(fixed[o..o + 4].try_into().expect("4"));
+            let offset = u32_at(0);
+            let record_bytes = u32_at(4);
+            let version = u64::from_le_bytes(fixed[8..16].try_into().expect("8"));
+            let kind = RecordKind::from_u8(fixed[16]);
+            let key_len = u32_at(20) as usize;
+            let key_start = at + ENTRY_FIXED_BYTES;
+            let key_end = key_start + key_len;
+            let next = key_start + align8(key_len as u64) as usize;
+            let valid_kind = matches!(kind, Some(RecordKind::Put | RecordKind::Tombstone));
+            if !valid_kind
+                || fixed[17..20] != [0, 0, 0]
+                || key_len > MAX_KEY_BYTES
+                || next > bytes.len()
+                || !offset.is_multiple_of(8)
+                || !record_bytes.is_multiple_of(8)
+            {
+                at = bytes.len();
+                return Some(Err(bad));
+            }
+            at = next;
+            index += 1;
+            Some(Ok(HintEntry {
+                offset,
+                record_bytes,
+                version,
+                kind: kind.expect("checked"),
+                key: &bytes[key_start..key_end],
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut w = HintWriter::new(9, 0xABCD);
+        w.push(&HintEntry {
+            offset: 64,
+            record_bytes: 56,
+            version: 576,
+            kind: RecordKind::Put,
+            key: b"alpha",
+        });
+        w.push(&HintEntry {
+            offset: 120,
+            record_bytes: 48,
+            version: 632,
+            kind: RecordKind::Tombstone,
+            key: b"",
+        });
+        w.finish()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        let hint = decode_hint(&bytes, 9, 0xABCD).unwrap();
+        let entries: Vec<_> = hint.entries().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].key, b"alpha");
+        assert_eq!(entries[0].version, 576);
+        assert_eq!(entries[1].kind, RecordKind::Tombstone);
+        assert_eq!(entries[1].offset, 120);
+    }
+
+    #[test]
+    fn wrong_segment_or_salt_is_rejected() {
+        let bytes = sample();
+        assert_eq!(
+            decode_hint(&bytes, 8, 0xABCD).unwrap_err(),
+            HintError::WrongSegment
+        );
+        assert_eq!(
+            decode_hint(&bytes, 9, 1).unwrap_err(),
+            HintError::WrongSegment
+        );
+    }
+
+    #[test]
+    fn every_bit_flip_and_truncation_is_rejected() {
+        let bytes = sample();
+        for bit in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                decode_hint(&b, 9, 0xABCD).is_err(),
+                "flip of bit {bit} accepted"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                decode_hint(&bytes[..len], 9, 0xABCD).is_err(),
+                "cut to {len} accepted"
+            );
+        }
+    }
+}
