@@ -569,6 +569,12 @@ impl AppendLog {
         dead_code,
         reason = "used by sync and compaction, which are being built"
     )]
+    /// The lowest segment id that may hold records.
+    pub fn first_segment(&self) -> u64 {
+        // Acquire: pairs with the Release store in `set_recovered_tail`.
+        self.first_segment.load(Ordering::Acquire)
+    }
+
     /// Segments in the log.
     pub fn segment_count(&self) -> u64 {
         self.directory.count()
@@ -608,7 +614,11 @@ impl AppendLog {
             };
             let from = if id == first_segment {
                 // The header of a segment entered since the last sync must be flushed too.
-                if first_offset <= FIRST_RECORD_OFFSET as u64 { 0 } else { first_offset }
+                if first_offset <= FIRST_RECORD_OFFSET as u64 {
+                    0
+                } else {
+                    first_offset
+                }
             } else {
                 0
             };

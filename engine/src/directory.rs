@@ -6,8 +6,8 @@
 //! removed by swapping its pointer to null and handing it to the epoch collector, which drops
 //! (unmaps) it only once no pinned thread can still hold it.
 
-use crate::sync::{AtomicU64, Ordering};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
+use crate::sync::{AtomicU64, Ordering};
 
 use crate::segment::Segment;
 

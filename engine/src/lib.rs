@@ -10,6 +10,9 @@
 mod appendlog;
 mod directory;
 mod error;
+mod hints;
+mod index;
+mod kv;
 mod options;
 mod recovery;
 mod segment;
@@ -18,6 +21,7 @@ mod tail;
 
 pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use error::{Error, Result};
+pub use kv::{Iter, Log, Pinned, Stats};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
 pub use seglog_format::{MAX_KEY_BYTES, RecordKind};

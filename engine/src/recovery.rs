@@ -69,7 +69,8 @@ pub struct RecoveryReport {
     pub segments: u64,
     /// Valid puts and tombstones read.
     pub records: u64,
-    /// Ranges of zeros skipped between valid records (writers that died before publishing).
+    /// Unpublished reservations skipped (writers that died between reserving and publishing:
+    /// a zero commit word, possibly with part of their bytes behind it).
     pub holes: u64,
     /// Corrupt records and damaged ranges skipped, with where they are.
     pub corrupt: Vec<Damage>,
@@ -80,10 +81,12 @@ pub struct RecoveryReport {
     pub foreign_files: Vec<PathBuf>,
     /// Segment files that were never completely created (no valid header), removed.
     pub removed_partial_segments: Vec<PathBuf>,
+    /// Sealed segments whose records were read from their hint file instead of a scan.
+    pub hinted_segments: u64,
 }
 
 /// Opens (creating if needed) the log in `dir`, calling `on_record` for every valid put and
-/// tombstone in log order.
+/// tombstone in log order. Records read from a hint file come with an empty `value`.
 pub(crate) fn open_dir(
     dir: &Path,
     options: &Options,
@@ -102,12 +105,22 @@ pub(crate) fn open_dir(
 
     // Discover segment files.
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let mut hints: Vec<u64> = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name == LOCK_FILE {
+            continue;
+        }
+        if let Some(id) = crate::hints::parse_hint_file_name(&name) {
+            // Hints are checked when their segment is opened; a leftover temporary is removed.
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+            } else {
+                hints.push(id);
+            }
             continue;
         }
         match parse_segment_file_name(&name) {
@@ -230,14 +243,25 @@ pub(crate) fn open_dir(
             .directory()
             .get(id, &guard)
             .expect("installed just above");
-        let end = recover_segment(
-            &log,
-            segment,
-            i == last_index,
-            options.strict,
-            &mut report,
-            &mut on_record,
-        )?;
+        let hinted = i != last_index && hints.contains(&id) && {
+            let applied = apply_hint(&log, segment, dir, &mut on_record);
+            if applied {
+                report.hinted_segments += 1;
+            }
+            applied
+        };
+        let end = if hinted {
+            segment_bytes
+        } else {
+            recover_segment(
+                &log,
+                segment,
+                i == last_index,
+                options.strict,
+                &mut report,
+                &mut on_record,
+            )?
+        };
         if end > FIRST_RECORD_OFFSET as u64 || i == 0 {
             tail = (id, end);
         }
@@ -246,6 +270,50 @@ pub(crate) fn open_dir(
     drop(guard);
     log.set_lock(lock);
     Ok((log, report))
+}
+
+/// Reports a sealed segment's records from its hint file. Returns `false` (and reports nothing)
+/// if the hint is missing, unreadable or does not match the segment; the caller then scans.
+fn apply_hint(
+    log: &AppendLog,
+    segment: &Segment,
+    dir: &Path,
+    on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
+) -> bool {
+    let path = crate::hints::hint_path(dir, segment.id());
+    let Ok(bytes) = fs::read(&path) else {
+        return false;
+    };
+    let Ok(hint) = seglog_format::decode_hint(&bytes, segment.id(), segment.salt()) else {
+        let _ = fs::remove_file(&path);
+        return false;
+    };
+    // Entries must tile the segment's records in order and stay inside it.
+    let mut last_end = FIRST_RECORD_OFFSET as u64;
+    for entry in hint.entries() {
+        let end = u64::from(entry.offset) + u64::from(entry.record_bytes);
+        if u64::from(entry.offset) < last_end || end > segment.len() as u64 {
+            let _ = fs::remove_file(&path);
+            return false;
+        }
+        last_end = end;
+    }
+    for entry in hint.entries() {
+        let position = log.position(segment.id(), u64::from(entry.offset));
+        log.note_recovered(entry.record_bytes);
+        on_record(
+            log,
+            &RecordRef {
+                position,
+                kind: entry.kind,
+                version: entry.version,
+                key: entry.key,
+                value: &[],
+                record_bytes: entry.record_bytes,
+            },
+        );
+    }
+    true
 }
 
 fn read_header(path: &Path) -> std::result::Result<SegmentHeader, String> {
@@ -328,9 +396,13 @@ fn recover_segment(
                 let next = find_next_record(log, segment, offset + 8);
                 let gap_end = next.unwrap_or(len);
                 let zeros = bytes_of(offset)[..gap_end - offset].iter().all(|&b| b == 0);
+                // A zero commit word is a writer that reserved space and died before publishing
+                // (its key and value may be partly there): a hole, a normal crash artifact. A
+                // non-zero commit word that fails validation is a torn or corrupt record.
+                let hole = first_error == RecordError::Unwritten;
                 match next {
                     Some(next) => {
-                        if zeros {
+                        if hole {
                             report.holes += 1;
                         } else {
                             damage(
@@ -353,13 +425,15 @@ fn recover_segment(
                     }
                     None if is_last => {
                         if !zeros {
-                            if strict {
+                            if !hole && strict {
                                 return Err(Error::Corrupt {
                                     path,
                                     offset: offset as u64,
                                     reason: first_error.to_string(),
                                 });
                             }
+                            // Unpublished or torn bytes after the last record: new writes
+                            // resume here and expect zeros.
                             report.bytes_truncated += (len - offset) as u64;
                             // SAFETY: exclusive access during recovery (see above).
                             unsafe { segment.write(offset, &vec![0u8; len - offset]) };
@@ -367,7 +441,11 @@ fn recover_segment(
                         return Ok(end_of_valid as u64);
                     }
                     None => {
-                        if !zeros {
+                        if hole {
+                            if !zeros {
+                                report.holes += 1;
+                            }
+                        } else {
                             damage(
                                 strict,
                                 report,

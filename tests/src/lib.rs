@@ -49,3 +49,6 @@ pub fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
     let (w, r) = text.strip_prefix('w')?.split_once("-r")?;
     Some((w.parse().ok()?, r.parse().ok()?))
 }
+
+pub mod linearizability;
+pub mod warm_tier;

@@ -1,0 +1,366 @@
+//! The lock-free hash index: key → log address of the key's current record.
+//!
+//! # Shape
+//!
+//! In the spirit of FASTER's hash index (Chandramouli et al., "FASTER: A Concurrent Key-Value
+//! Store with In-Place Updates", SIGMOD 2018, §3), the index stores no keys: a slot is one
+//! `AtomicU64` packing a frozen bit, a 15-bit tag and the record's address (see [`entry`]), and a
+//! probe whose tag matches asks the log for the record's key through [`RecordSource`]. A key's
+//! entries are ordered by `(version, address)`; the higher one is current, whether a put or a
+//! tombstone. Tables use open addressing with linear probing and a power-of-two capacity.
+//!
+//! # Invariants
+//!
+//! 1. **A slot keeps its key.** Slots are never emptied; once a slot holds key K it holds only
+//!    K's entries in that table. So concurrent inserts of a new key meet at the same slot (the
+//!    first vacant one of its probe sequence), and if a probe for K reaches a vacant slot, K is
+//!    not in the table.
+//! 2. **Frozen is final.** The frozen bit is set once (by `fetch_or`) and never cleared; a frozen
+//!    slot never changes again. A table with a frozen slot has a successor.
+//! 3. **Writers freeze before they move on.** A writer (an upsert or a relocation) that meets a
+//!    frozen slot finishes its probe in that table, freezes K's slot there (or the vacant slot
+//!    where K would go, which seals K out of the table), copies the frozen entry into the
+//!    successor, and only then writes in the successor. So anything the successor holds for K
+//!    was written after K's slot in the older table froze, and is at least as new as the frozen
+//!    entry.
+//! 4. **Chain of at most two.** Only the root table starts a resize, into a successor of twice
+//!    its size; the root moves to the successor only when every slot of the old root is frozen
+//!    and copied, and the old root is then retired through crossbeam-epoch.
+//! 5. **A migration target is never full.** A successor of capacity `2c` gets at most `c`
+//!    copies; while it is not yet the root, new keys are admitted only while fewer than `c − 1`
+//!    of its slots are claimed (see `Table::admission_limit`). A writer turned away finishes the
+//!    migration itself and starts over.
+//!
+//! # Reading
+//!
+//! `get` never writes. In a table it finds K's slot, or the first vacant slot:
+//! - K's slot unfrozen: its entry is current (no writer can have written K further along the
+//!   chain without freezing this slot first, invariant 3);
+//! - K's slot frozen: the successor's answer wins if it has K (invariant 3), else the frozen
+//!   entry is current;
+//! - an unfrozen vacant slot: K is absent (a writer would have frozen this very slot before
+//!   writing K further along);
+//! - a frozen vacant slot, or no vacant slot at all: look in the successor, if any.
+//!
+//! # Migration
+//!
+//! Migrating a slot freezes it and, if it holds an address, copies the entry into the successor
+//! unless the successor already has K (anything there is at least as new, invariant 3). It is
+//! idempotent, so any thread may migrate any slot any number of times. Writers that find the
+//! root migrating claim a chunk of slots and migrate it (so resizing is amortised over writes,
+//! as in FASTER's cooperative resize); whoever completes the count moves the root and retires
+//! the old table. A writer that needs the migration finished while every chunk is claimed but
+//! some claimer is stalled migrates every slot itself instead of waiting. Freezing slots and
+//! copying them into a larger table follows Click's non-blocking hash map and Maier, Sanders and
+//! Dementiev's growt ("Concurrent Hash Tables: Fast and General(?)!", TOPC 2019).
+//!
+//! No operation waits for another thread: every loop either makes progress of its own or retries
+//! because some other thread made progress (a CAS it lost).
+
+mod entry;
+mod migrate;
+mod table;
+mod write;
+
+#[cfg(all(test, not(seglog_loom)))]
+mod tests;
+
+use std::hash::{BuildHasher, Hasher};
+
+use crossbeam_utils::CachePadded;
+use foldhash::quality::FixedState;
+
+pub(crate) use self::entry::{ADDRESS_ALIGN, ADDRESS_LIMIT};
+use self::entry::{Entry, KeyHash};
+use self::table::{Chain, Probe, Table};
+use self::write::{WriteOp, WriteOutcome};
+use crate::sync::epoch::{self, Guard};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+
+/// What the index needs from the log.
+pub(crate) trait RecordSource {
+    /// The key, version and liveness (put = true, tombstone = false) of the published record at
+    /// `address`. Only called with addresses the index holds. Valid while `guard` is pinned.
+    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g>;
+}
+
+/// A record as the index sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resolved<'g> {
+    pub key: &'g [u8],
+    pub version: u64,
+    pub live: bool,
+}
+
+/// Sizing and hashing of an [`Index`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IndexOptions {
+    /// Slots of the first table; rounded up to a power of two, at least 4.
+    pub initial_capacity: usize,
+    /// Fraction of a table's slots claimed before it is resized; clamped to `0.25..=0.95`.
+    pub load_factor: f64,
+    /// Seed of the key hash (fixed, so loom runs and tests are deterministic).
+    pub seed: u64,
+}
+
+impl IndexOptions {
+    pub(crate) const DEFAULT_LOAD_FACTOR: f64 = 0.75;
+    const MIN_CAPACITY: usize = 4;
+    const MIN_LOAD_FACTOR: f64 = 0.25;
+    const MAX_LOAD_FACTOR: f64 = 0.95;
+
+    fn capacity(&self) -> usize {
+        self.initial_capacity
+            .max(Self::MIN_CAPACITY)
+            .checked_next_power_of_two()
+            .expect("index initial_capacity too large")
+    }
+
+    fn load_factor(&self) -> f64 {
+        if self.load_factor.is_nan() {
+            Self::DEFAULT_LOAD_FACTOR
+        } else {
+            self.load_factor.clamp(Self::MIN_LOAD_FACTOR, Self::MAX_LOAD_FACTOR)
+        }
+    }
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        Self { initial_capacity: 1024, load_factor: Self::DEFAULT_LOAD_FACTOR, seed: 0 }
+    }
+}
+
+/// The outcome of [`Index::upsert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upserted {
+    /// Our entry is now current; `replaced` is the entry it replaced for this key, if any.
+    Installed { replaced: Option<Previous> },
+    /// A record with a higher (version, address) was already current; nothing changed.
+    Superseded { current: u64 },
+}
+
+/// The entry an install replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Previous {
+    pub address: u64,
+    pub live: bool,
+}
+
+/// A snapshot of the index's size, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexStats {
+    /// Slots in the newest table.
+    pub capacity: usize,
+    /// Claimed slots in the newest table (keys, including tombstoned ones).
+    pub occupied: usize,
+    /// Keys whose current entry is a put (as [`Index::len`]).
+    pub live_keys: usize,
+    /// Bytes of all tables currently reachable (two while a resize is in flight).
+    pub memory_bytes: usize,
+    /// Resizes started since the index was created.
+    pub resizes: u64,
+}
+
+/// The lock-free, epoch-reclaimed hash index. See the module docs.
+pub(crate) struct Index {
+    chain: Chain,
+    hasher: FixedState,
+    load_factor: f64,
+    /// Keys whose current entry is a put. Wraps transiently below zero when a put's −1 lands
+    /// before the +1 of the install it replaced (see [`Index::len`]).
+    live_keys: CachePadded<AtomicUsize>,
+    resizes: AtomicU64,
+}
+
+impl Index {
+    pub(crate) fn new(options: IndexOptions) -> Self {
+        let load_factor = options.load_factor();
+        Self {
+            chain: Chain::new(Table::new(options.capacity(), load_factor)),
+            hasher: FixedState::with_seed(options.seed),
+            load_factor,
+            live_keys: CachePadded::new(AtomicUsize::new(0)),
+            resizes: AtomicU64::new(0),
+        }
+    }
+
+    /// Address of the current (highest (version, address)) record of `key`, put or tombstone.
+    pub(crate) fn get<S: RecordSource>(&self, key: &[u8], source: &S, guard: &Guard) -> Option<u64> {
+        let hash = self.hash_key(key);
+        let is_key = |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
+        // The frozen entry of K in an older table: current unless a newer table has K.
+        let mut frozen_answer = None;
+        let mut table = self.chain.root(guard);
+        loop {
+            let next = match table.find(hash, is_key) {
+                Probe::Key(entry) if !entry.is_frozen() => return entry.address(),
+                Probe::Key(entry) => {
+                    frozen_answer = entry.address();
+                    Some(table.get().successor_of_frozen(guard))
+                }
+                Probe::Vacant(entry) if !entry.is_frozen() => return frozen_answer,
+                Probe::Vacant(_) => Some(table.get().successor_of_frozen(guard)),
+                Probe::Exhausted => table.get().successor(guard),
+            };
+            match next {
+                Some(next) => table = next,
+                None => return frozen_answer,
+            }
+        }
+    }
+
+    /// Install `address` (a published record of `key` with `version`, a put if `live`) if it is
+    /// newer than the current entry by (version, address) order.
+    ///
+    /// # Panics
+    ///
+    /// If `address` is 0, not a multiple of [`ADDRESS_ALIGN`], or not below [`ADDRESS_LIMIT`].
+    pub(crate) fn upsert<S: RecordSource>(
+        &self,
+        key: &[u8],
+        address: u64,
+        version: u64,
+        live: bool,
+        source: &S,
+        guard: &Guard,
+    ) -> Upserted {
+        check_address(address);
+        match self.write(key, address, WriteOp::Upsert { version, live }, source, guard) {
+            WriteOutcome::Upserted(upserted) => upserted,
+            WriteOutcome::Relocated(_) => unreachable!("an upsert reports an Upserted"),
+        }
+    }
+
+    /// Compaction's relocation: replace the entry for `key` with `new_address` only if it is still
+    /// exactly `old_address` (same version; a concurrent upsert wins). Returns whether it replaced.
+    ///
+    /// # Panics
+    ///
+    /// If `new_address` is 0, not a multiple of [`ADDRESS_ALIGN`], or not below [`ADDRESS_LIMIT`].
+    pub(crate) fn replace_exact<S: RecordSource>(
+        &self,
+        key: &[u8],
+        old_address: u64,
+        new_address: u64,
+        source: &S,
+        guard: &Guard,
+    ) -> bool {
+        check_address(new_address);
+        match self.write(key, new_address, WriteOp::Relocate { old_address }, source, guard) {
+            WriteOutcome::Relocated(replaced) => replaced,
+            WriteOutcome::Upserted(_) => unreachable!("a relocation reports a bool"),
+        }
+    }
+
+    /// Number of keys whose current entry is live (a put). Exact when no operation is in flight.
+    pub(crate) fn len(&self) -> usize {
+        // Relaxed: a statistic. Quiescence (threads joined) supplies the happens-before that
+        // makes it exact.
+        let count = self.live_keys.load(Ordering::Relaxed);
+        // A transiently "negative" count (see the field) reads as 0.
+        if count > isize::MAX as usize { 0 } else { count }
+    }
+
+    /// Calls `f` once per distinct key present in the index (live or tombstoned), with the
+    /// address of SOME entry of that key (the caller resolves the current value with `get`).
+    /// Weakly consistent: a key present for the whole call is reported exactly once.
+    ///
+    /// A key is reported from the oldest table of the chain that holds it: table `i > 0` reports
+    /// a slot only if no older table has a slot (frozen or not) for its key. A slot keeps its key
+    /// for the table's life, so a key present in an older table is found there again.
+    pub(crate) fn for_each_key<S: RecordSource>(
+        &self,
+        source: &S,
+        guard: &Guard,
+        mut f: impl FnMut(u64),
+    ) {
+        let mut older = Vec::new();
+        for table in self.chain.tables(guard) {
+            for index in 0..table.capacity() {
+                let Some(address) = table.slot(index).load().address() else { continue };
+                if !older.is_empty() {
+                    let key = source.resolve(address, guard).key;
+                    let hash = self.hash_key(key);
+                    let is_key =
+                        |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
+                    let seen = older.iter().any(|older: &table::TablePtr<'_>| {
+                        matches!(older.find(hash, is_key), Probe::Key(_))
+                    });
+                    if seen {
+                        continue;
+                    }
+                }
+                f(address);
+            }
+            older.push(table);
+        }
+    }
+
+    /// A snapshot of the index's size. Pins the current thread briefly.
+    pub(crate) fn stats(&self) -> IndexStats {
+        let guard = epoch::pin();
+        let mut stats = IndexStats {
+            capacity: 0,
+            occupied: 0,
+            live_keys: self.len(),
+            memory_bytes: 0,
+            // Relaxed: a statistic; see `Index::grow`.
+            resizes: self.resizes.load(Ordering::Relaxed),
+        };
+        for table in self.chain.tables(&guard) {
+            stats.capacity = table.capacity();
+            stats.occupied = table.occupied().min(table.capacity());
+            stats.memory_bytes += table.memory_bytes();
+        }
+        stats
+    }
+
+    fn hash_key(&self, key: &[u8]) -> KeyHash {
+        // `write` rather than `Hash for [u8]`: no length prefix; foldhash folds the length in.
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(key);
+        KeyHash::new(hasher.finish())
+    }
+
+    /// Adjusts the live-key count for an install that replaced `replaced` with a record of
+    /// liveness `live`.
+    fn account_install(&self, replaced: Option<Previous>, live: bool) {
+        let was_live = replaced.is_some_and(|previous| previous.live);
+        // Relaxed: a counter; it orders nothing. The RMWs keep every adjustment.
+        match (was_live, live) {
+            (false, true) => {
+                self.live_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.live_keys.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The record behind `entry` if the entry belongs to `key`: the tag must match, then the log
+/// decides.
+fn resolve_if_key<'g, S: RecordSource>(
+    entry: Entry,
+    hash: KeyHash,
+    key: &[u8],
+    source: &'g S,
+    guard: &'g Guard,
+) -> Option<Resolved<'g>> {
+    let address = entry.address()?;
+    if entry.tag() != hash.tag() {
+        return None;
+    }
+    let record = source.resolve(address, guard);
+    (record.key == key).then_some(record)
+}
+
+fn check_address(address: u64) {
+    assert!(
+        entry::is_valid_address(address),
+        "index address {address:#x} must be non-zero, a multiple of {ADDRESS_ALIGN} and below \
+         {ADDRESS_LIMIT:#x}"
+    );
+}

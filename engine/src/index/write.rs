@@ -1,0 +1,234 @@
+//! The write path shared by `upsert` and `replace_exact`: probe, install, or move on.
+//!
+//! A writer starts at the root (helping its migration by one chunk if one is running) and works
+//! in one table at a time. In a table it walks the probe sequence of key K:
+//!
+//! - until it sees a frozen slot, it behaves like a plain open-addressing insert: claim the first
+//!   vacant slot with a CAS, or CAS K's slot from the entry it compared against;
+//! - once it has seen a frozen slot (the table is migrating), it "moves on": it finds K's slot or
+//!   the vacant slot where K would go, freezes it, copies the frozen entry into the successor, and
+//!   continues in the successor (module docs, invariant 3).
+//!
+//! A CAS that fails reloads the same slot: the slot keeps its key, so the loser either finds K
+//! there (and compares again), another key (and probes on), or a frozen bit (and moves on).
+
+use super::entry::{Entry, KeyHash, Slot};
+use super::table::TablePtr;
+use super::{Index, Previous, RecordSource, Upserted, resolve_if_key};
+use crate::sync::epoch::Guard;
+
+/// What a writer does at K's slot.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WriteOp {
+    /// Install if newer by (version, address).
+    Upsert { version: u64, live: bool },
+    /// Install only if the current entry is exactly `old_address`.
+    Relocate { old_address: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WriteOutcome {
+    Upserted(Upserted),
+    Relocated(bool),
+}
+
+/// Where a writer goes after working in one table.
+enum Step<'g> {
+    Done(WriteOutcome),
+    /// Continue in this table (the successor of the one just left).
+    Next(TablePtr<'g>),
+    /// A new key was refused by a migration target; the migration is now finished, start over
+    /// from the root.
+    Restart,
+}
+
+/// What one writer is writing: the key, its hash, and the entry it wants in K's slot.
+struct Write<'k> {
+    key: &'k [u8],
+    hash: KeyHash,
+    /// The unfrozen entry carrying the new address.
+    new: Entry,
+    op: WriteOp,
+}
+
+impl Index {
+    pub(super) fn write<S: RecordSource>(
+        &self,
+        key: &[u8],
+        address: u64,
+        op: WriteOp,
+        source: &S,
+        guard: &Guard,
+    ) -> WriteOutcome {
+        let hash = self.hash_key(key);
+        let write = Write { key, hash, new: Entry::new(hash.tag(), address), op };
+        loop {
+            self.help_migration(source, guard);
+            let mut table = self.chain.root(guard);
+            loop {
+                match self.write_in(table, &write, source, guard) {
+                    Step::Done(outcome) => return outcome,
+                    Step::Next(next) => table = next,
+                    Step::Restart => break,
+                }
+            }
+        }
+    }
+
+    /// Does `write` in `table`, or says where to continue.
+    fn write_in<'g, S: RecordSource>(
+        &self,
+        table: TablePtr<'g>,
+        write: &Write<'_>,
+        source: &'g S,
+        guard: &'g Guard,
+    ) -> Step<'g> {
+        let mut migrating = false;
+        for slot in table.get().probe(write.hash) {
+            let mut entry = slot.load();
+            loop {
+                migrating |= entry.is_frozen();
+                if migrating {
+                    match self.move_on_at(table, slot, entry, write, source, guard) {
+                        MoveOn::Go(next) => return Step::Next(next),
+                        MoveOn::Reexamine(now) => {
+                            entry = now;
+                            continue;
+                        }
+                        MoveOn::NotHere => break,
+                    }
+                }
+                if entry.is_vacant() {
+                    // K is not in the table (invariant 1).
+                    let WriteOp::Upsert { live, .. } = write.op else {
+                        return Step::Done(WriteOutcome::Relocated(false));
+                    };
+                    let before = table.reserve_slot();
+                    if before >= table.admission_limit() && !self.chain.is_root(table, guard)
+                    {
+                        // A migration target near its admission bound (invariant 5).
+                        table.release_slot();
+                        self.finish_migration(source, guard);
+                        return Step::Restart;
+                    }
+                    match slot.compare_exchange(entry, write.new) {
+                        Ok(()) => {
+                            self.after_claim(table, before + 1, source, guard);
+                            self.account_install(None, live);
+                            let upserted = Upserted::Installed { replaced: None };
+                            return Step::Done(WriteOutcome::Upserted(upserted));
+                        }
+                        Err(now) => {
+                            table.release_slot();
+                            entry = now;
+                            continue;
+                        }
+                    }
+                }
+                let Some(current) = resolve_if_key(entry, write.hash, write.key, source, guard)
+                else {
+                    break;
+                };
+                let current_address = entry.address().expect("a key's entry has an address");
+                let new_address = write.new.address().expect("a new entry has an address");
+                match write.op {
+                    WriteOp::Upsert { version, live } => {
+                        if (current.version, current_address) >= (version, new_address) {
+                            let upserted = Upserted::Superseded { current: current_address };
+                            return Step::Done(WriteOutcome::Upserted(upserted));
+                        }
+                        let replaced = Some(Previous { address: current_address, live: current.live });
+                        #[cfg(seglog_broken = "blind_index_store")]
+                        {
+                            slot.store_blind(write.new);
+                            self.account_install(replaced, live);
+                            return Step::Done(WriteOutcome::Upserted(Upserted::Installed { replaced }));
+                        }
+                        #[cfg(not(seglog_broken = "blind_index_store"))]
+                        match slot.compare_exchange(entry, write.new) {
+                            Ok(()) => {
+                                self.account_install(replaced, live);
+                                let upserted = Upserted::Installed { replaced };
+                                return Step::Done(WriteOutcome::Upserted(upserted));
+                            }
+                            Err(now) => entry = now,
+                        }
+                    }
+                    WriteOp::Relocate { old_address } => {
+                        if current_address != old_address {
+                            return Step::Done(WriteOutcome::Relocated(false));
+                        }
+                        match slot.compare_exchange(entry, write.new) {
+                            Ok(()) => return Step::Done(WriteOutcome::Relocated(true)),
+                            Err(now) => entry = now,
+                        }
+                    }
+                }
+            }
+        }
+        if migrating {
+            Step::Next(table.get().successor_of_frozen(guard))
+        } else {
+            // Every slot holds another key: K is not here and cannot be added.
+            Step::Next(self.grow(table, source, guard))
+        }
+    }
+
+    /// One slot of a writer's probe once it knows the table is migrating (invariant 3).
+    fn move_on_at<'g, S: RecordSource>(
+        &self,
+        table: TablePtr<'g>,
+        slot: &Slot,
+        entry: Entry,
+        write: &Write<'_>,
+        source: &'g S,
+        guard: &'g Guard,
+    ) -> MoveOn<'g> {
+        if entry.is_frozen_vacant() {
+            // Sealed while vacant: K is not in this table and never will be.
+            return MoveOn::Go(table.get().successor_of_frozen(guard));
+        }
+        if entry.is_vacant() {
+            // Where K would go: seal it, so that no writer adds K here after we write K in the
+            // successor. If a key got here first, the frozen entry says which.
+            return MoveOn::Reexamine(slot.freeze());
+        }
+        if resolve_if_key(entry, write.hash, write.key, source, guard).is_none() {
+            return MoveOn::NotHere;
+        }
+        // K's slot: freeze it (it may already be) and make sure the successor has its entry
+        // before we write there, so `replaced` and the live count see K's latest old entry.
+        let frozen = if entry.is_frozen() { entry } else { slot.freeze() };
+        let next = table.get().successor_of_frozen(guard);
+        self.copy_into(next, write.key, write.hash, frozen, source, guard);
+        MoveOn::Go(next)
+    }
+
+    /// After claiming a vacant slot, bringing `table` to `occupied`: starts a resize if the
+    /// table is the root and over its load factor. A migration target that goes over it is
+    /// resized once it becomes the root (see `Index::complete_migration`).
+    fn after_claim<S: RecordSource>(
+        &self,
+        table: TablePtr<'_>,
+        occupied: usize,
+        source: &S,
+        guard: &Guard,
+    ) {
+        if table.is_over_threshold(occupied)
+            && table.successor(guard).is_none()
+            && self.chain.is_root(table, guard)
+        {
+            self.grow(table, source, guard);
+        }
+    }
+}
+
+/// What a moving-on writer does after looking at one slot.
+enum MoveOn<'g> {
+    /// K is settled in this table (frozen and copied, or sealed out): continue in this table.
+    Go(TablePtr<'g>),
+    /// The slot changed under us; look at it again.
+    Reexamine(Entry),
+    /// Another key's slot: probe on.
+    NotHere,
+}

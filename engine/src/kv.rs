@@ -1,0 +1,555 @@
+//! `Log`: the key-value API a linking database sees, built from the append log and the index.
+//!
+//! # Semantics
+//! Every `put` and `remove` appends a record whose version is its log position, so versions are
+//! unique and grow in log order. The index keeps, for each key, the record with the highest
+//! `(version, position)`; an install that finds a higher one already there changes nothing (a
+//! slower writer never overwrites a newer one). Recovery replays the log through the same
+//! rule, so reopening shows exactly the state that was visible before.
+//!
+//! `put` linearizes at its index install, or, if a newer record of the key won, just before that
+//! record's install. `remove` first reads the key: if it is absent it returns `false` without
+//! writing anything (linearized at that read). Otherwise it appends a tombstone and installs it;
+//! if a newer record of the key beat the tombstone, the tombstone is dead on arrival (it can
+//! never become current, in memory or after recovery) and the remove starts over against the
+//! newer record, so `existed` always describes the value the tombstone actually replaced.
+
+use std::path::Path;
+
+use seglog_format::RecordKind;
+
+use crate::appendlog::{AppendLog, RecordRef};
+use crate::error::Result;
+use crate::index::{Index, IndexOptions, RecordSource, Resolved, Upserted};
+use crate::options::{Options, SyncPolicy};
+use crate::recovery::{RecoveryReport, open_dir};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::hints::{HintOutcome, write_hint};
+use crate::sync::AtomicU64;
+use crate::sync::Ordering;
+use crate::sync::epoch::{self, Guard};
+
+impl RecordSource for AppendLog {
+    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g> {
+        let record = self
+            .read(address, guard)
+            .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"));
+        Resolved {
+            key: record.key,
+            version: record.version,
+            live: record.kind == RecordKind::Put,
+        }
+    }
+}
+
+/// A key-value log: records by key in a lock-free segmented append log.
+///
+/// `Log` is `Send + Sync`; share it between threads with `Arc`. Dropping it closes the log and
+/// releases the directory lock.
+///
+/// ```
+/// use seglog::{Log, Options};
+///
+/// let dir = tempfile::tempdir()?;
+/// let log = Log::open_with(dir.path(), Options::default().segment_bytes(64 * 1024))?;
+/// let version = log.put(b"episode-1", b"what happened")?;
+/// assert_eq!(log.get(b"episode-1").as_deref(), Some(&b"what happened"[..]));
+/// assert_eq!(log.get_with(b"episode-1", |value| value.len()), Some(13));
+/// assert!(log.put(b"episode-1", b"revised")? > version);
+/// assert!(log.remove(b"episode-1")?);
+/// assert!(!log.contains_key(b"episode-1"));
+///
+/// log.put(b"embedding", bytemuck::cast_slice(&[0.5f32; 4]))?;
+/// let pinned = log.pin();
+/// let value = pinned.get(b"embedding").unwrap();
+/// let floats: &[f32] = bytemuck::cast_slice(value); // zero-copy: values are 8-byte aligned
+/// assert_eq!(floats, &[0.5; 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Log {
+    inner: Arc<Inner>,
+    maintenance: Option<Maintenance>,
+}
+
+struct Inner {
+    log: AppendLog,
+    index: Index,
+    report: RecoveryReport,
+    sync_policy: SyncPolicy,
+    /// Bytes of the records the index points at (puts and tombstones).
+    live_bytes: AtomicU64,
+    /// The last error the background thread met (a failed sync or hint write).
+    background_error: Mutex<Option<String>>,
+}
+
+/// Counts describing a log.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live keys (keys whose current record is a put).
+    pub keys: u64,
+    /// Bytes of all records in the log (puts, tombstones, aborted records), headers included.
+    pub bytes: u64,
+    /// Bytes of the records that are current for their key (puts and tombstones).
+    pub live_bytes: u64,
+    /// Bytes of records no longer current: what compaction could reclaim.
+    pub dead_bytes: u64,
+    /// `live_bytes / bytes` (1.0 for an empty log).
+    pub live_ratio: f64,
+    /// Segments in the log.
+    pub segments: u64,
+    /// Size of each segment.
+    pub segment_bytes: u64,
+    /// Index memory in bytes (all tables currently reachable).
+    pub index_bytes: u64,
+    /// Index slots.
+    pub index_capacity: u64,
+    /// Times the index doubled since open.
+    pub index_resizes: u64,
+    /// Padding written at segment ends since open.
+    pub padding_bytes: u64,
+    /// Records aborted by panicking writers since open.
+    pub aborted: u64,
+    /// The last error the background thread met (a failed interval sync or hint write).
+    pub background_error: Option<String>,
+}
+
+impl Log {
+    /// Opens the log in `dir` with default options, creating it if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens the log in `dir` with `options`, creating it if needed. An existing log is
+    /// recovered: its index is rebuilt from the log by the same rule as live operation.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        options.validate()?;
+        let index = Index::new(index_options(&options));
+        let live_bytes = AtomicU64::new(0);
+        let (log, report) = open_dir(dir.as_ref(), &options, |log, record| {
+            let guard = epoch::pin();
+            install(&index, log, record, &live_bytes, &guard);
+        })?;
+        let first_segment = log.first_segment();
+        let inner = Arc::new(Inner {
+            log,
+            index,
+            report,
+            sync_policy: options.sync_policy,
+            live_bytes,
+            background_error: Mutex::new(None),
+        });
+        let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
+        Ok(Self {
+            inner,
+            maintenance: Some(maintenance),
+        })
+    }
+
+    /// A log in heap memory: nothing touches the disk and nothing survives the process. For
+    /// tests, caches and models; `sync` does nothing.
+    pub fn in_memory(options: Options) -> Result<Self> {
+        options.validate()?;
+        let log = AppendLog::in_memory(options.segment_bytes, options.max_segments)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                log,
+                index: Index::new(index_options(&options)),
+                report: RecoveryReport::default(),
+                sync_policy: SyncPolicy::Never,
+                live_bytes: AtomicU64::new(0),
+                background_error: Mutex::new(None),
+            }),
+            maintenance: None,
+        })
+    }
+
+    /// Stores `value` under `key` and returns the new record's version. When it returns, the
+    /// value is visible to `get` on every thread (unless a concurrent `put` or `remove` of the
+    /// same key with a higher version already replaced it).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+        let appended = self.inner.log.append(key, value)?;
+        self.install_appended(key, appended.position)?;
+        Ok(appended.version)
+    }
+
+    /// Stores a `value_len`-byte value under `key`, written in place by `fill` (zero-copy). If
+    /// `fill` panics, nothing is stored and the panic continues.
+    pub fn put_with(
+        &self,
+        key: &[u8],
+        value_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
+        let appended = self.inner.log.append_with(key, value_len, fill)?;
+        self.install_appended(key, appended.position)?;
+        Ok(appended.version)
+    }
+
+    fn install_appended(&self, key: &[u8], position: u64) -> Result<Upserted> {
+        let guard = epoch::pin();
+        let record = self
+            .inner
+            .log
+            .read(position, &guard)
+            .expect("a record just appended is readable");
+        debug_assert_eq!(record.key, key);
+        let result = install(
+            &self.inner.index,
+            &self.inner.log,
+            &record,
+            &self.inner.live_bytes,
+            &guard,
+        );
+        drop(guard);
+        if self.inner.sync_policy == SyncPolicy::EveryWrite {
+            self.sync()?;
+        }
+        Ok(result)
+    }
+
+    /// The current value of `key`, copied out.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get_with(key, <[u8]>::to_vec)
+    }
+
+    /// Calls `f` with the current value of `key` in place (zero-copy) and returns its result.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let guard = epoch::pin();
+        current(&self.inner.index, &self.inner.log, key, &guard).map(|r| f(r.value))
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get_with(key, |_| ()).is_some()
+    }
+
+    /// Removes `key` by appending a tombstone. Returns whether it had a value; removing an
+    /// absent key writes nothing.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.inner.log.check_sizes(key.len(), 0)?;
+        loop {
+            {
+                let guard = epoch::pin();
+                if current(&self.inner.index, &self.inner.log, key, &guard).is_none() {
+                    return Ok(false);
+                }
+            }
+            let appended = self.inner.log.append_tombstone(key)?;
+            match self.install_appended(key, appended.position)? {
+                Upserted::Installed { replaced } => {
+                    return Ok(replaced.is_some_and(|previous| previous.live));
+                }
+                // A newer record of this key won; our tombstone is dead. Start over against it.
+                Upserted::Superseded { .. } => {}
+            }
+        }
+    }
+
+    /// Number of live keys. Exact when no write is in flight.
+    pub fn len(&self) -> usize {
+        self.inner.index.len()
+    }
+
+    /// Whether the log has no live keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Iterates over `(key, value)` pairs, copied out. Weakly consistent: a key live for the
+    /// whole iteration appears exactly once, with a value that was current at some moment
+    /// during it; keys written during the iteration may or may not appear. The iterator holds
+    /// an epoch pin while it lives (which delays reclaiming compacted segments).
+    pub fn iter(&self) -> Iter<'_> {
+        let guard = epoch::pin();
+        let addresses = key_addresses(&self.inner.index, &self.inner.log, &guard);
+        Iter {
+            log: self,
+            guard,
+            addresses: addresses.into_iter(),
+        }
+    }
+
+    /// Pins the current thread: values read through the returned handle are borrowed from the
+    /// log, zero-copy, and stay valid while it lives.
+    pub fn pin(&self) -> Pinned<'_> {
+        Pinned {
+            log: self,
+            guard: epoch::pin(),
+        }
+    }
+
+    /// Flushes every published record to stable storage; when it returns, all records published
+    /// before the call survive a power loss.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.log.sync()
+    }
+
+    /// Counts describing the log.
+    pub fn stats(&self) -> Stats {
+        let append = self.inner.log.stats();
+        let index = self.inner.index.stats();
+        // Relaxed: statistics.
+        let live_bytes = self.inner.live_bytes.load(Ordering::Relaxed);
+        let bytes = append.record_bytes;
+        Stats {
+            keys: index.live_keys as u64,
+            bytes,
+            live_bytes,
+            dead_bytes: bytes.saturating_sub(live_bytes),
+            live_ratio: if bytes == 0 {
+                1.0
+            } else {
+                live_bytes as f64 / bytes as f64
+            },
+            segments: self.inner.log.segment_count(),
+            segment_bytes: self.inner.log.segment_bytes(),
+            index_bytes: index.memory_bytes as u64,
+            index_capacity: index.capacity as u64,
+            index_resizes: index.resizes,
+            padding_bytes: append.padding_bytes,
+            aborted: append.aborted,
+            background_error: self
+                .inner
+                .background_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// What opening the log found and did (records recovered, holes and corrupt records
+    /// skipped, bytes truncated).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Writes the hint files of all sealed segments whose records are all published (the
+    /// background thread does this on its own; this does it now, for tools and benchmarks).
+    pub fn write_hints(&self) -> Result<()> {
+        let (tail_segment, _) = self.inner.log.split(self.inner.log.tail_position());
+        for id in self.inner.log.first_segment()..tail_segment {
+            write_hint(&self.inner.log, id)?;
+        }
+        Ok(())
+    }
+
+    /// The append log underneath, for scans in log order and reads by position.
+    pub fn append_log(&self) -> &AppendLog {
+        &self.inner.log
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Some(maintenance) = self.maintenance.take() {
+            maintenance.stop();
+        }
+    }
+}
+
+/// The background thread of a file-backed log: writes hint files for sealed segments and, with
+/// [`SyncPolicy::IntervalMs`], syncs on that interval. It never touches the write path.
+struct Maintenance {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Maintenance {
+    fn start(inner: &Arc<Inner>, first_segment: u64, policy: SyncPolicy) -> Result<Self> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (inner, thread_stop) = (Arc::clone(inner), Arc::clone(&stop));
+        let period = match policy {
+            SyncPolicy::IntervalMs(ms) => Duration::from_millis(ms),
+            _ => Duration::from_millis(100),
+        };
+        let thread = std::thread::Builder::new()
+            .name("seglog-maintenance".into())
+            .spawn(move || {
+                let mut next_hint = first_segment;
+                // std atomics: this flag is process plumbing, not part of any modeled protocol.
+                while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::park_timeout(period);
+                    if let SyncPolicy::IntervalMs(_) = policy {
+                        if let Err(e) = inner.log.sync() {
+                            inner.note_background_error(&e);
+                        }
+                    }
+                    let (tail_segment, _) = inner.log.split(inner.log.tail_position());
+                    while next_hint < tail_segment {
+                        match write_hint(&inner.log, next_hint) {
+                            Ok(HintOutcome::NotReady) => break,
+                            Ok(_) => next_hint += 1,
+                            Err(e) => {
+                                inner.note_background_error(&e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::io("seglog-maintenance thread", e))?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        // Release: pairs with the Acquire load in the thread's loop.
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+impl Inner {
+    fn note_background_error(&self, error: &crate::Error) {
+        *self
+            .background_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
+    }
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("log", &self.inner.log)
+            .field("keys", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs a published record in the index, keeping `live_bytes` in step.
+fn install(
+    index: &Index,
+    log: &AppendLog,
+    record: &RecordRef<'_>,
+    live_bytes: &AtomicU64,
+    guard: &Guard,
+) -> Upserted {
+    let live = record.kind == RecordKind::Put;
+    let result = index.upsert(
+        record.key,
+        record.position,
+        record.version,
+        live,
+        log,
+        guard,
+    );
+    if let Upserted::Installed { replaced } = result {
+        // Relaxed: statistics.
+        live_bytes.fetch_add(u64::from(record.record_bytes), Ordering::Relaxed);
+        if let Some(previous) = replaced {
+            let old = log
+                .read(previous.address, guard)
+                .expect("a replaced record is still readable under the guard");
+            live_bytes.fetch_sub(u64::from(old.record_bytes), Ordering::Relaxed);
+        }
+    }
+    result
+}
+
+/// The current put record of `key`, if any.
+fn current<'g>(
+    index: &Index,
+    log: &'g AppendLog,
+    key: &[u8],
+    guard: &'g Guard,
+) -> Option<RecordRef<'g>> {
+    let address = index.get(key, log, guard)?;
+    let record = log
+        .read(address, guard)
+        .expect("the index holds only readable addresses");
+    (record.kind == RecordKind::Put).then_some(record)
+}
+
+fn key_addresses(index: &Index, log: &AppendLog, guard: &Guard) -> Vec<u64> {
+    let mut addresses = Vec::with_capacity(index.len());
+    index.for_each_key(log, guard, |address| addresses.push(address));
+    addresses
+}
+
+/// Iterator over owned `(key, value)` pairs; see [`Log::iter`].
+pub struct Iter<'a> {
+    log: &'a Log,
+    guard: Guard,
+    addresses: std::vec::IntoIter<u64>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for address in self.addresses.by_ref() {
+            let key = self
+                .log
+                .inner
+                .log
+                .read(address, &self.guard)
+                .expect("addresses stay readable while pinned")
+                .key;
+            if let Some(record) =
+                current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
+            {
+                return Some((record.key.to_vec(), record.value.to_vec()));
+            }
+        }
+        None
+    }
+}
+
+/// A pinned view of a [`Log`]: reads borrow values from the log without copying, valid while
+/// the `Pinned` lives. Not `Send`: it pins the thread that created it.
+pub struct Pinned<'a> {
+    log: &'a Log,
+    guard: Guard,
+}
+
+impl Pinned<'_> {
+    /// The current value of `key`, borrowed from the log.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        current(&self.log.inner.index, &self.log.inner.log, key, &self.guard).map(|r| r.value)
+    }
+
+    /// The current record of `key` (a put), with its version and position, borrowed from the
+    /// log.
+    pub fn get_record(&self, key: &[u8]) -> Option<RecordRef<'_>> {
+        current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
+    }
+
+    /// Iterates over `(key, value)` pairs borrowed from the log, with [`Log::iter`]'s
+    /// consistency.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let addresses = key_addresses(&self.log.inner.index, &self.log.inner.log, &self.guard);
+        addresses.into_iter().filter_map(move |address| {
+            let key = self
+                .log
+                .inner
+                .log
+                .read(address, &self.guard)
+                .expect("addresses stay readable while pinned")
+                .key;
+            current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
+                .map(|r| (r.key, r.value))
+        })
+    }
+
+    /// The epoch guard, for reads through [`Log::append_log`].
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+fn index_options(options: &Options) -> IndexOptions {
+    IndexOptions {
+        initial_capacity: options.index_capacity,
+        load_factor: options.index_load_factor,
+        seed: options.index_seed.unwrap_or_else(random_seed),
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::Instant::now())
+}
