@@ -94,7 +94,8 @@ impl Options {
         self
     }
 
-    /// Refuse to open a log with any corrupt record instead of skipping and reporting it.
+    /// Refuse to open a log with any corrupt record instead of skipping and reporting it. A
+    /// strict open verifies every record's checksum, ignoring hint files.
     #[must_use]
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;

@@ -243,7 +243,8 @@ pub(crate) fn open_dir(
             .directory()
             .get(id, &guard)
             .expect("installed just above");
-        let hinted = i != last_index && hints.contains(&id) && {
+        // Strict opens verify every record, so they never trust a hint.
+        let hinted = !options.strict && i != last_index && hints.contains(&id) && {
             let applied = apply_hint(&log, segment, dir, &mut on_record);
             if applied {
                 report.hinted_segments += 1;
