@@ -38,7 +38,8 @@ fn build_pristine() -> Pristine {
             log.put(&key, &value).unwrap();
             written.entry(key).or_default().insert(value);
             if i % 11 == 0 {
-                log.remove(format!("key-{}", (i * 3) % 400).as_bytes()).unwrap();
+                log.remove(format!("key-{}", (i * 3) % 400).as_bytes())
+                    .unwrap();
             }
         }
     }
@@ -47,13 +48,18 @@ fn build_pristine() -> Pristine {
     let mut coverage: Coverage = HashMap::new();
     let pinned = log.pin();
     for record in log.append_log().scan(pinned.guard()) {
-        let file = dir.path().join(format!("{:016x}.seg", record.position >> shift));
+        let file = dir
+            .path()
+            .join(format!("{:016x}.seg", record.position >> shift));
         let offset = record.position & (SEGMENT_BYTES - 1);
         let key_len = record.key.len() as u64;
         let value_offset = 40 + key_len.div_ceil(8) * 8;
         let ranges = vec![
             (offset, offset + 40 + key_len),
-            (offset + value_offset, offset + value_offset + record.value.len() as u64),
+            (
+                offset + value_offset,
+                offset + value_offset + record.value.len() as u64,
+            ),
         ];
         coverage.entry(file).or_default().push((offset, ranges));
     }
@@ -127,7 +133,12 @@ fn mutate(dir: &Path, rng: &mut SplitMix64) -> Mutation {
         }
         6 => {
             let len = rng.range(0, SEGMENT_BYTES - 1);
-            std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(len)
+                .unwrap();
             Mutation::Truncate(file, len)
         }
         7 => {
@@ -153,7 +164,11 @@ fn mutate(dir: &Path, rng: &mut SplitMix64) -> Mutation {
 }
 
 /// Records whose covered bytes a flip hit: (file, record offset).
-fn damaged_records(pristine: &Pristine, work: &Path, flips: &[(PathBuf, u64, u8)]) -> HashSet<(PathBuf, u64)> {
+fn damaged_records(
+    pristine: &Pristine,
+    work: &Path,
+    flips: &[(PathBuf, u64, u8)],
+) -> HashSet<(PathBuf, u64)> {
     let mut damaged = HashSet::new();
     let mut flipped: HashMap<(PathBuf, u64), u8> = HashMap::new();
     for (file, at, bit) in flips {
@@ -188,7 +203,10 @@ fn check_values(log: &Log, pristine: &Pristine, what: &str) {
     }
     for (key, value) in log.iter() {
         let allowed = pristine.written.get(&key);
-        assert!(allowed.is_some_and(|a| a.contains(&value)), "{what}: iter returned an unwritten pair");
+        assert!(
+            allowed.is_some_and(|a| a.contains(&value)),
+            "{what}: iter returned an unwritten pair"
+        );
     }
 }
 
@@ -211,7 +229,9 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
         let log = match opened {
             Ok(log) => log,
             // A garbage file posing as a segment of another size is refused with a clear error.
-            Err(Error::Corrupt { path, .. }) if matches!(&mutation, Mutation::Garbage(g) if *g == path) => continue,
+            Err(Error::Corrupt { path, .. }) if matches!(&mutation, Mutation::Garbage(g) if *g == path) => {
+                continue;
+            }
             Err(error) => panic!("{what}: open failed: {error}"),
         };
         check_values(&log, &pristine, &what);
@@ -220,14 +240,18 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
             Mutation::Flips(flips) => {
                 flips_total += flips.len();
                 for (file, offset) in damaged_records(&pristine, work.path(), flips) {
-                    let header_hit = report.corrupt.iter().any(|d| {
-                        d.path == file && d.offset == 0 && d.reason.contains("header")
-                    });
+                    let header_hit = report
+                        .corrupt
+                        .iter()
+                        .any(|d| d.path == file && d.offset == 0 && d.reason.contains("header"));
                     let reported = header_hit
                         || report.corrupt.iter().any(|d| {
                             d.path == file && (d.offset..d.offset + d.bytes).contains(&offset)
                         });
-                    assert!(reported, "{what}: damaged record {file:?}@{offset} not reported: {report:?}");
+                    assert!(
+                        reported,
+                        "{what}: damaged record {file:?}@{offset} not reported: {report:?}"
+                    );
                     reported_total += 1;
                 }
             }
@@ -245,10 +269,15 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
         drop(log);
         let log = Log::open_with(work.path(), options()).unwrap();
         let second: HashMap<_, _> = log.iter().collect();
-        assert_eq!(first, second, "{what}: a second open disagrees with the first");
+        assert_eq!(
+            first, second,
+            "{what}: a second open disagrees with the first"
+        );
         assert_eq!(log.get(b"after-recovery").unwrap(), b"ok");
     }
-    eprintln!("{rounds} rounds, {flips_total} bit flips, {reported_total} damaged records all reported");
+    eprintln!(
+        "{rounds} rounds, {flips_total} bit flips, {reported_total} damaged records all reported"
+    );
 }
 
 #[test]
@@ -269,7 +298,11 @@ fn strict_open_names_the_file_and_offset() {
     std::fs::write(&target, &bytes).unwrap();
 
     match Log::open_with(work.path(), options().strict(true)) {
-        Err(Error::Corrupt { path, offset: at, reason }) => {
+        Err(Error::Corrupt {
+            path,
+            offset: at,
+            reason,
+        }) => {
             assert_eq!(path, target);
             assert_eq!(at, *offset);
             assert!(reason.contains("checksum"), "{reason}");
