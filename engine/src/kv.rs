@@ -126,12 +126,24 @@ impl Log {
     /// recovered: its index is rebuilt from the log by the same rule as live operation.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         options.validate()?;
-        let index = Index::new(index_options(&options));
+        let index = std::cell::OnceCell::new();
         let live_bytes = AtomicU64::new(0);
-        let (log, report) = open_dir(dir.as_ref(), &options, |log, record| {
+        let size_index = |records: u64| {
+            // Room for every record found at the default load factor, so rebuilding never
+            // resizes (an upper bound: overwritten keys count once per version).
+            let mut index_options = index_options(&options);
+            let needed = (records as f64 / index_options.load_factor).ceil() as usize + 1;
+            index_options.initial_capacity = index_options.initial_capacity.max(needed);
+            let _ = index.set(Index::new(index_options));
+        };
+        let (log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
             let guard = epoch::pin();
-            install(&index, log, record, &live_bytes, &guard);
+            let index = index.get().expect("sized before the first record");
+            install(index, log, record, &live_bytes, &guard);
         })?;
+        let index = index
+            .into_inner()
+            .unwrap_or_else(|| Index::new(index_options(&options)));
         let first_segment = log.first_segment();
         let inner = Arc::new(Inner {
             log,
