@@ -128,6 +128,10 @@ pub struct AppendLog {
     /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
     /// commit). Never taken by appends or reads.
     sync_lock: std::sync::Mutex<()>,
+    /// Loom only: cloned into every segment this log creates, so the models can count live
+    /// segments and loom's leak check reports one that is never dropped.
+    #[cfg(seglog_loom)]
+    segment_token: crate::sync::Arc<()>,
 }
 
 impl AppendLog {
@@ -163,6 +167,8 @@ impl AppendLog {
             synced: AtomicU64::new(0),
             unsynced_segments: AtomicU64::new(0),
             sync_lock: std::sync::Mutex::new(()),
+            #[cfg(seglog_loom)]
+            segment_token: crate::sync::Arc::new(()),
         }
     }
 
@@ -298,6 +304,7 @@ impl AppendLog {
             .expect("a reserved segment is installed before the tail moves to it");
         let position = self.position(segment_id, offset);
         let version = version.unwrap_or(position);
+        segment.note_version(version);
         let offset = offset as usize;
 
         // If `fill` panics, this guard publishes an aborted record over the reservation.
@@ -406,19 +413,30 @@ impl AppendLog {
             self.write_padding(current, offset);
             // Release: pairs with the Acquire in `wait_for_roll_over`/`bump_tail`. The next
             // bump sees offset == end and makes its writer the crossing writer, who retries.
-            self.tail.store(
+            let overshot = Tail::from_raw(self.tail.swap(
                 Tail::new(segment, self.segment_bytes).raw(),
                 Ordering::Release,
+            ));
+            debug_assert!(
+                overshot.segment() == segment && overshot.offset() > self.segment_bytes,
+                "only the crossing writer moves the tail: {overshot:?}"
             );
             return Err(error);
         }
         // Release: publishes the installed next segment (and everything before) to the Acquire
         // `fetch_add` in `bump_tail` and the load in `wait_for_roll_over`. Only this thread
         // changes the segment field, and every bump since ours saw an overshot offset and will
-        // retry, so a plain store cannot lose a reservation.
-        self.tail.store(
+        // retry, so overwriting their bumps loses no reservation. A swap rather than a store:
+        // equivalent here, but a read-modify-write keeps loom 0.7 from letting a later
+        // `fetch_add` read a value from before it (tokio-rs/loom#254), and it lets us assert
+        // what we replaced.
+        let overshot = Tail::from_raw(self.tail.swap(
             Tail::new(next, FIRST_RECORD_OFFSET as u64).raw(),
             Ordering::Release,
+        ));
+        debug_assert!(
+            overshot.segment() == segment && overshot.offset() > self.segment_bytes,
+            "only the crossing writer moves the tail off its segment: {overshot:?}"
         );
         self.write_padding(current, offset);
         // Relaxed: statistics only.
@@ -500,7 +518,15 @@ impl AppendLog {
 
     fn create_segment(&self, id: u64) -> Result<Segment> {
         match &self.storage {
-            Storage::Heap => Ok(Segment::new_heap(id, self.segment_bytes, heap_salt(id))),
+            Storage::Heap => {
+                #[allow(unused_mut)]
+                let mut segment = Segment::new_heap(id, self.segment_bytes, heap_salt(id));
+                #[cfg(seglog_loom)]
+                {
+                    segment.token = Some(crate::sync::Arc::clone(&self.segment_token));
+                }
+                Ok(segment)
+            }
             Storage::Dir { path, prefault } => {
                 let segment =
                     Segment::create_file(path, id, self.segment_bytes, random_salt(), *prefault)?;
@@ -553,6 +579,26 @@ impl AppendLog {
         }
     }
 
+    /// Removes segment `id` from the log; it is dropped once every reader pinned before the call
+    /// has unpinned. Refuses the tail's segment and later ones.
+    #[doc(hidden)]
+    pub fn retire_segment(&self, id: u64) -> bool {
+        // Acquire: pairs with the Release in `roll_over`, like `tail_position`.
+        let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+        if id >= tail.segment() {
+            return false;
+        }
+        let guard = crate::sync::epoch::pin();
+        self.directory.remove(id, &guard)
+    }
+
+    /// Loom only: segments not yet dropped (installed, or retired and still deferred).
+    #[cfg(seglog_loom)]
+    #[doc(hidden)]
+    pub fn __live_segments(&self) -> usize {
+        crate::sync::Arc::strong_count(&self.segment_token) - 1
+    }
+
     /// Counters since the log was opened.
     pub fn stats(&self) -> AppendStats {
         // Relaxed: statistics, each counter read on its own.
@@ -565,14 +611,44 @@ impl AppendLog {
         }
     }
 
-    #[allow(
-        dead_code,
-        reason = "used by sync and compaction, which are being built"
-    )]
     /// The lowest segment id that may hold records.
     pub fn first_segment(&self) -> u64 {
         // Acquire: pairs with the Release store in `set_recovered_tail`.
         self.first_segment.load(Ordering::Acquire)
+    }
+
+    /// Adds `delta` to the live bytes of the segment holding `position`.
+    pub(crate) fn add_segment_live_bytes(&self, position: u64, delta: i64, guard: &Guard) {
+        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
+            segment.add_live_bytes(delta);
+        }
+    }
+
+    /// Takes a reclaimed segment's records out of the log's totals.
+    pub(crate) fn note_reclaimed_record_bytes(&self, bytes: u64) {
+        // Relaxed: statistics.
+        self.counters
+            .record_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Moves the first segment past ids compaction removed, so scans and victim searches
+    /// start at the oldest segment that exists.
+    pub(crate) fn advance_first_segment(&self, guard: &Guard) {
+        let (tail_segment, _) = self.split(self.tail_position());
+        let mut first = self.first_segment();
+        while first < tail_segment && self.directory.get(first, guard).is_none() {
+            first += 1;
+        }
+        // Release: pairs with the Acquire loads in `scan` and `first_segment`.
+        self.first_segment.fetch_max(first, Ordering::Release);
+    }
+
+    /// Notes a recovered record's version in its segment's minimum.
+    pub(crate) fn note_segment_version(&self, position: u64, version: u64, guard: &Guard) {
+        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
+            segment.note_version(version);
+        }
     }
 
     /// Segments in the log.
@@ -632,10 +708,10 @@ impl AppendLog {
             }
         }
         // Relaxed: read-modify-write under `sync_lock`.
-        if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0 {
-            if let Some(path) = self.storage_path() {
-                sync_dir(path)?;
-            }
+        if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0
+            && let Some(path) = self.storage_path()
+        {
+            sync_dir(path)?;
         }
         self.synced.store(frontier, Ordering::Relaxed);
         Ok(())

@@ -120,10 +120,6 @@ impl Directory {
 
     /// Removes segment `id` from the directory; it is dropped (unmapped) once every guard that
     /// could still hold it is unpinned. `on_drop` runs then (to delete its file).
-    #[allow(
-        dead_code,
-        reason = "used by sync and compaction, which are being built"
-    )]
     pub(crate) fn remove(&self, id: u64, guard: &Guard) -> bool {
         let Some(slot) = self.slot(id, guard, false) else {
             return false;

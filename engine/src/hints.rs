@@ -38,10 +38,15 @@ pub(crate) enum HintOutcome {
     NotReady,
     /// The segment is not in the log, or the log has no directory.
     NoSegment,
+    /// The segment is mostly dead and was skipped.
+    Skipped,
 }
 
 /// Writes the hint of sealed segment `id`, if every record in it is published.
-pub(crate) fn write_hint(log: &AppendLog, id: u64) -> Result<HintOutcome> {
+///
+/// With `skip_sparse`, segments less than half live are skipped (the background thread's
+/// choice: compaction is likely to reclaim them first).
+pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<HintOutcome> {
     let Some(dir) = log.storage_path() else {
         return Ok(HintOutcome::NoSegment);
     };
@@ -53,6 +58,10 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64) -> Result<HintOutcome> {
     let Some(segment) = log.directory().get(id, &guard) else {
         return Ok(HintOutcome::NoSegment);
     };
+    if segment.live_bytes() * 2 < segment.len() as u64 && skip_sparse {
+        // Mostly dead: compaction will likely reclaim it soon, so a hint is wasted work.
+        return Ok(HintOutcome::Skipped);
+    }
     let mut writer = HintWriter::new(id, segment.salt());
     let mut offset = FIRST_RECORD_OFFSET;
     while offset < segment.len() {

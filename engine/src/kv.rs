@@ -18,7 +18,7 @@ use std::path::Path;
 
 use seglog_format::RecordKind;
 
-use crate::appendlog::{AppendLog, RecordRef};
+use crate::appendlog::{AppendLog, Appended, RecordRef};
 use crate::error::Result;
 use crate::index::{Index, IndexOptions, RecordSource, Resolved, Upserted};
 use crate::options::{Options, SyncPolicy};
@@ -26,6 +26,7 @@ use crate::recovery::{RecoveryReport, open_dir};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::compaction::{CompactionStats, Compactor};
 use crate::hints::{HintOutcome, write_hint};
 use crate::sync::AtomicU64;
 use crate::sync::Ordering;
@@ -82,6 +83,7 @@ struct Inner {
     live_bytes: AtomicU64,
     /// The last error the background thread met (a failed sync or hint write).
     background_error: Mutex<Option<String>>,
+    compactor: Compactor,
 }
 
 /// Counts describing a log.
@@ -112,6 +114,8 @@ pub struct Stats {
     pub padding_bytes: u64,
     /// Records aborted by panicking writers since open.
     pub aborted: u64,
+    /// What compaction has done since open.
+    pub compaction: CompactionStats,
     /// The last error the background thread met (a failed interval sync or hint write).
     pub background_error: Option<String>,
 }
@@ -139,12 +143,14 @@ impl Log {
         let (log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
             let guard = epoch::pin();
             let index = index.get().expect("sized before the first record");
-            install(index, log, record, &live_bytes, &guard);
+            log.note_segment_version(record.position, record.version, &guard);
+            install(index, log, record.into(), &live_bytes, &guard);
         })?;
         let index = index
             .into_inner()
             .unwrap_or_else(|| Index::new(index_options(&options)));
         let first_segment = log.first_segment();
+        let compactor = Compactor::new(options.compaction_policy(log.segment_bytes()));
         let inner = Arc::new(Inner {
             log,
             index,
@@ -152,6 +158,7 @@ impl Log {
             sync_policy: options.sync_policy,
             live_bytes,
             background_error: Mutex::new(None),
+            compactor,
         });
         let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
         Ok(Self {
@@ -173,6 +180,7 @@ impl Log {
                 sync_policy: SyncPolicy::Never,
                 live_bytes: AtomicU64::new(0),
                 background_error: Mutex::new(None),
+                compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
             }),
             maintenance: None,
         })
@@ -183,7 +191,7 @@ impl Log {
     /// same key with a higher version already replaced it).
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
         let appended = self.inner.log.append(key, value)?;
-        self.install_appended(key, appended.position)?;
+        self.install_appended(key, RecordKind::Put, appended)?;
         Ok(appended.version)
     }
 
@@ -196,26 +204,33 @@ impl Log {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<u64> {
         let appended = self.inner.log.append_with(key, value_len, fill)?;
-        self.install_appended(key, appended.position)?;
+        self.install_appended(key, RecordKind::Put, appended)?;
         Ok(appended.version)
     }
 
-    fn install_appended(&self, key: &[u8], position: u64) -> Result<Upserted> {
+    fn install_appended(
+        &self,
+        key: &[u8],
+        kind: RecordKind,
+        appended: Appended,
+    ) -> Result<Upserted> {
         let guard = epoch::pin();
-        let record = self
-            .inner
-            .log
-            .read(position, &guard)
-            .expect("a record just appended is readable");
-        debug_assert_eq!(record.key, key);
+        let record = Published {
+            key,
+            position: appended.position,
+            version: appended.version,
+            kind,
+            record_bytes: appended.record_bytes,
+        };
         let result = install(
             &self.inner.index,
             &self.inner.log,
-            &record,
+            record,
             &self.inner.live_bytes,
             &guard,
         );
         drop(guard);
+        self.inner.maybe_compact();
         if self.inner.sync_policy == SyncPolicy::EveryWrite {
             self.sync()?;
         }
@@ -250,7 +265,7 @@ impl Log {
                 }
             }
             let appended = self.inner.log.append_tombstone(key)?;
-            match self.install_appended(key, appended.position)? {
+            match self.install_appended(key, RecordKind::Tombstone, appended)? {
                 Upserted::Installed { replaced } => {
                     return Ok(replaced.is_some_and(|previous| previous.live));
                 }
@@ -323,6 +338,7 @@ impl Log {
             index_resizes: index.resizes,
             padding_bytes: append.padding_bytes,
             aborted: append.aborted,
+            compaction: self.inner.compactor.stats(),
             background_error: self
                 .inner
                 .background_error
@@ -338,12 +354,23 @@ impl Log {
         &self.inner.report
     }
 
+    /// Compacts now: relocates the live records of every sealed segment at or below the
+    /// live-ratio threshold and retires those segments; their files are deleted once no reader
+    /// can reach them (at once if nothing is pinned, otherwise by a later write, compaction or
+    /// the background thread). Returns the number of segments retired by this call. Waits for
+    /// a compaction already running on another thread.
+    pub fn compact(&self) -> Result<u64> {
+        self.inner
+            .compactor
+            .run_now(&self.inner.log, &self.inner.index)
+    }
+
     /// Writes the hint files of all sealed segments whose records are all published (the
     /// background thread does this on its own; this does it now, for tools and benchmarks).
     pub fn write_hints(&self) -> Result<()> {
         let (tail_segment, _) = self.inner.log.split(self.inner.log.tail_position());
         for id in self.inner.log.first_segment()..tail_segment {
-            write_hint(&self.inner.log, id)?;
+            write_hint(&self.inner.log, id, false)?;
         }
         Ok(())
     }
@@ -384,14 +411,16 @@ impl Maintenance {
                 // std atomics: this flag is process plumbing, not part of any modeled protocol.
                 while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(period);
-                    if let SyncPolicy::IntervalMs(_) = policy {
-                        if let Err(e) = inner.log.sync() {
-                            inner.note_background_error(&e);
-                        }
+                    if let SyncPolicy::IntervalMs(_) = policy
+                        && let Err(e) = inner.log.sync()
+                    {
+                        inner.note_background_error(&e);
                     }
+                    inner.maybe_compact();
                     let (tail_segment, _) = inner.log.split(inner.log.tail_position());
+                    next_hint = next_hint.max(inner.log.first_segment());
                     while next_hint < tail_segment {
-                        match write_hint(&inner.log, next_hint) {
+                        match write_hint(&inner.log, next_hint, true) {
                             Ok(HintOutcome::NotReady) => break,
                             Ok(_) => next_hint += 1,
                             Err(e) => {
@@ -415,6 +444,26 @@ impl Maintenance {
 }
 
 impl Inner {
+    fn live_bytes(&self) -> u64 {
+        // Relaxed: statistics.
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Runs a compaction pass if the log is over its thresholds and no other thread is
+    /// compacting. Writers call it after each write; errors are left for the next pass.
+    fn maybe_compact(&self) {
+        if !self.compactor.due(&self.log, self.live_bytes()) {
+            if let Err(e) = self.compactor.try_finish_retirements(&self.log) {
+                self.note_background_error(&e);
+            }
+            return;
+        }
+        let still_due = || self.compactor.due(&self.log, self.live_bytes());
+        if let Err(e) = self.compactor.try_run(&self.log, &self.index, still_due) {
+            self.note_background_error(&e);
+        }
+    }
+
     fn note_background_error(&self, error: &crate::Error) {
         *self
             .background_error
@@ -432,11 +481,34 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// Installs a published record in the index, keeping `live_bytes` in step.
-fn install(
+/// What the index and the space accounting need to know of a published record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Published<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) position: u64,
+    pub(crate) version: u64,
+    pub(crate) kind: RecordKind,
+    pub(crate) record_bytes: u32,
+}
+
+impl<'a> From<&RecordRef<'a>> for Published<'a> {
+    fn from(record: &RecordRef<'a>) -> Self {
+        Self {
+            key: record.key,
+            position: record.position,
+            version: record.version,
+            kind: record.kind,
+            record_bytes: record.record_bytes,
+        }
+    }
+}
+
+/// Installs a published record in the index, keeping the log's and the segments' live bytes
+/// in step.
+pub(crate) fn install(
     index: &Index,
     log: &AppendLog,
-    record: &RecordRef<'_>,
+    record: Published<'_>,
     live_bytes: &AtomicU64,
     guard: &Guard,
 ) -> Upserted {
@@ -450,13 +522,17 @@ fn install(
         guard,
     );
     if let Upserted::Installed { replaced } = result {
+        let bytes = u64::from(record.record_bytes);
         // Relaxed: statistics.
-        live_bytes.fetch_add(u64::from(record.record_bytes), Ordering::Relaxed);
+        live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        log.add_segment_live_bytes(record.position, bytes as i64, guard);
         if let Some(previous) = replaced {
             let old = log
                 .read(previous.address, guard)
                 .expect("a replaced record is still readable under the guard");
-            live_bytes.fetch_sub(u64::from(old.record_bytes), Ordering::Relaxed);
+            let old_bytes = u64::from(old.record_bytes);
+            live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
+            log.add_segment_live_bytes(previous.address, -(old_bytes as i64), guard);
         }
     }
     result

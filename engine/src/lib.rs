@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod appendlog;
+mod compaction;
 mod directory;
 mod error;
 mod hints;
@@ -20,6 +21,7 @@ mod sync;
 mod tail;
 
 pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
+pub use compaction::CompactionStats;
 pub use error::{Error, Result};
 pub use kv::{Iter, Log, Pinned, Stats};
 pub use options::{Options, SyncPolicy};

@@ -29,6 +29,9 @@ pub struct Options {
     pub(crate) sync_policy: SyncPolicy,
     pub(crate) index_seed: Option<u64>,
     pub(crate) max_segments: u64,
+    pub(crate) compact_live_ratio: f64,
+    pub(crate) compact_dead_bytes: Option<u64>,
+    pub(crate) auto_compact: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,9 @@ impl Default for Options {
             sync_policy: SyncPolicy::Never,
             index_seed: None,
             max_segments: u64::MAX,
+            compact_live_ratio: 0.5,
+            compact_dead_bytes: None,
+            auto_compact: true,
         }
     }
 }
@@ -86,6 +92,31 @@ impl Options {
         self
     }
 
+    /// Segments whose live ratio (bytes of current records / record space) is at or below this
+    /// are compacted (0.0 to 1.0; default 0.5).
+    #[must_use]
+    pub fn compact_live_ratio(mut self, ratio: f64) -> Self {
+        self.compact_live_ratio = ratio;
+        self
+    }
+
+    /// Automatic compaction starts once this many bytes are dead and the segment files take
+    /// more than twice the live bytes (default: four segments' worth).
+    #[must_use]
+    pub fn compact_dead_bytes(mut self, bytes: u64) -> Self {
+        self.compact_dead_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether the log compacts on its own (default true): a writer that finds the log over the
+    /// thresholds runs one pass (others skip), and the background thread does too.
+    /// [`crate::Log::compact`] works either way.
+    #[must_use]
+    pub fn auto_compact(mut self, auto: bool) -> Self {
+        self.auto_compact = auto;
+        self
+    }
+
     /// Whether new segments are faulted into memory when created (default true), so the first
     /// writes to a segment do not stall on page faults.
     #[must_use]
@@ -109,6 +140,17 @@ impl Options {
         self
     }
 
+    pub(crate) fn compaction_policy(
+        &self,
+        segment_bytes: u64,
+    ) -> crate::compaction::CompactionPolicy {
+        crate::compaction::CompactionPolicy {
+            live_ratio: self.compact_live_ratio,
+            min_dead_bytes: self.compact_dead_bytes.unwrap_or(4 * segment_bytes),
+            auto: self.auto_compact,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if !valid_segment_bytes(self.segment_bytes) {
             return Err(Error::InvalidOption {
@@ -129,6 +171,12 @@ impl Options {
             return Err(Error::InvalidOption {
                 name: "index_capacity",
                 reason: format!("{} is outside 1..=2^40", self.index_capacity),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.compact_live_ratio) {
+            return Err(Error::InvalidOption {
+                name: "compact_live_ratio",
+                reason: format!("{} is outside 0.0..=1.0", self.compact_live_ratio),
             });
         }
         if let SyncPolicy::IntervalMs(0) = self.sync_policy {

@@ -194,19 +194,37 @@ pub(crate) fn open_dir(
                         reason,
                     });
                 }
-                // A crash between creating a segment file and writing its header leaves a file
-                // that never held records. Anything else with a bad header is damage.
-                if partial_segment(&path) {
-                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                    report.removed_partial_segments.push(path);
-                } else {
-                    report.corrupt.push(Damage {
-                        path: path.clone(),
-                        offset: 0,
-                        bytes: fs::metadata(&path).map_or(0, |m| m.len()),
-                        reason: format!("bad segment header, segment skipped: {reason}"),
-                    });
-                    report.foreign_files.push(path);
+                match salvage_header(&path, id, segment_bytes.unwrap_or(options.segment_bytes)) {
+                    // Records survive behind a damaged header: rewrite the header from them.
+                    Some(header) => {
+                        report.corrupt.push(Damage {
+                            path: path.clone(),
+                            offset: 0,
+                            bytes: SEGMENT_HEADER_BYTES as u64,
+                            reason: format!(
+                                "bad segment header, rebuilt from its records: {reason}"
+                            ),
+                        });
+                        segment_bytes.get_or_insert(header.segment_bytes());
+                        headers.push((header, path));
+                    }
+                    // No record anywhere: a segment that never got past creation (or one with
+                    // nothing left to save). Its id must be free for reuse.
+                    None if no_records_after_header(&path) => {
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        report.removed_partial_segments.push(path);
+                    }
+                    None => {
+                        let aside = path.with_extension("seg.corrupt");
+                        fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+                        report.corrupt.push(Damage {
+                            path: aside.clone(),
+                            offset: 0,
+                            bytes: fs::metadata(&aside).map_or(0, |m| m.len()),
+                            reason: format!("bad segment header, segment set aside: {reason}"),
+                        });
+                        report.foreign_files.push(aside);
+                    }
                 }
             }
         }
@@ -240,7 +258,9 @@ pub(crate) fn open_dir(
             let from_hint = hinted
                 .then(|| hint_record_count(dir, header.segment_id()))
                 .flatten();
-            from_hint.unwrap_or_else(|| count_records(path))
+            // A hint's header is not validated yet: never trust it beyond what fits.
+            let most = (segment_bytes - FIRST_RECORD_OFFSET as u64) / RECORD_HEADER_BYTES as u64;
+            from_hint.unwrap_or_else(|| count_records(path)).min(most)
         })
         .sum();
     on_start(expected_records);
@@ -381,22 +401,40 @@ fn read_header(path: &Path) -> std::result::Result<SegmentHeader, String> {
     SegmentHeader::decode(&bytes[..read]).map_err(|e| e.to_string())
 }
 
-/// Whether a segment file with a bad header never got past creation: its first page is zeros.
-fn partial_segment(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut file) = File::open(path) else {
-        return false;
-    };
-    let mut bytes = vec![0u8; 4096];
-    let mut read = 0;
-    while read < bytes.len() {
-        match file.read(&mut bytes[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(_) => return false,
-        }
+/// Whether nothing but zeros follows the header area of a segment file (it never held a
+/// record).
+fn no_records_after_header(path: &Path) -> bool {
+    match fs::read(path) {
+        Ok(bytes) => bytes
+            .get(SEGMENT_HEADER_BYTES..)
+            .is_none_or(|rest| rest.iter().all(|&b| b == 0)),
+        Err(_) => false,
     }
-    bytes[..read].iter().all(|&b| b == 0)
+}
+
+/// Rebuilds the header of segment `id` whose header is damaged, from the first record in it
+/// that validates completely (position, CRC) under the salt it carries, and writes it back.
+fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHeader> {
+    let mut bytes = fs::read(path).ok()?;
+    if bytes.len() as u64 != segment_bytes || !seglog_format::valid_segment_bytes(segment_bytes) {
+        return None;
+    }
+    let shift = segment_bytes.trailing_zeros();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset + RECORD_HEADER_BYTES <= bytes.len() {
+        let salt = u32::from_le_bytes(bytes[offset + 32..offset + 36].try_into().ok()?);
+        let position = (id << shift) | offset as u64;
+        if decode_at(&bytes[offset..], position, salt).is_ok() {
+            let header = SegmentHeader::new(id, segment_bytes, salt);
+            bytes[..SEGMENT_HEADER_BYTES].copy_from_slice(header.as_bytes());
+            let file = OpenOptions::new().write(true).open(path).ok()?;
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(header.as_bytes(), 0).ok()?;
+            return Some(header);
+        }
+        offset += 8;
+    }
+    None
 }
 
 /// Recovers one segment: reports its valid records, seals bad ranges, and returns the offset

@@ -22,7 +22,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use seglog_format::{SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use crate::error::{Error, Result};
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 
 /// File name of segment `id`: 16 lowercase hex digits and `.seg`.
 pub(crate) fn segment_file_name(id: u64) -> String {
@@ -62,10 +62,20 @@ pub(crate) struct Segment {
     len: usize,
     base: *mut u8,
     backing: Backing,
+    /// Bytes of this segment's records that the index points at (compaction's live ratio).
+    live_bytes: AtomicU64,
+    /// The lowest version of any record in the segment (`u64::MAX` if none): a tombstone may
+    /// be dropped only when no segment holds anything older.
+    min_version: AtomicU64,
+    /// Set when compaction retires the segment: its file (and hint) are deleted when it drops.
+    delete_on_drop: std::sync::atomic::AtomicBool,
     #[cfg(seglog_loom)]
     commit_words: Box<[AtomicU64]>,
     #[cfg(seglog_loom)]
     cells: Box<[crate::sync::UnsafeCell<()>]>,
+    /// Loom only: the creating log's token (see `AppendLog::__live_segments`).
+    #[cfg(seglog_loom)]
+    pub(crate) token: Option<crate::sync::Arc<()>>,
 }
 
 // SAFETY: `base` points into `backing`, which the segment owns and never moves or frees before
@@ -88,12 +98,17 @@ impl Segment {
             len,
             base,
             backing,
+            live_bytes: AtomicU64::new(0),
+            min_version: AtomicU64::new(u64::MAX),
+            delete_on_drop: std::sync::atomic::AtomicBool::new(false),
             #[cfg(seglog_loom)]
             commit_words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
             #[cfg(seglog_loom)]
             cells: (0..len / 8)
                 .map(|_| crate::sync::UnsafeCell::new(()))
                 .collect(),
+            #[cfg(seglog_loom)]
+            token: None,
         }
     }
 
@@ -189,6 +204,42 @@ impl Segment {
         self.len
     }
 
+    /// Bytes of records in this segment that are current for their key.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        // Relaxed: an estimate for choosing compaction victims.
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes.
+    pub(crate) fn add_live_bytes(&self, delta: i64) {
+        // Relaxed: an estimate; exact once writers are quiescent.
+        self.live_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// The lowest version of any record written to the segment.
+    #[allow(
+        dead_code,
+        reason = "for dropping tombstones, which needs index support first"
+    )]
+    pub(crate) fn min_version(&self) -> u64 {
+        // Acquire: pairs with the Release in `note_version`, so a compaction that reads it after
+        // a record's publish sees that record's version.
+        self.min_version.load(Ordering::Acquire)
+    }
+
+    /// Notes that a record of `version` was written to the segment.
+    pub(crate) fn note_version(&self, version: u64) {
+        // Release: pairs with the Acquire in `min_version`.
+        self.min_version.fetch_min(version, Ordering::Release);
+    }
+
+    /// Marks the segment's file (and hint file) for deletion when the segment is dropped.
+    pub(crate) fn delete_on_drop(&self) {
+        // std atomic, Relaxed: read only by `drop`, which has exclusive access.
+        self.delete_on_drop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The file behind the segment, if it has one.
     pub(crate) fn path(&self) -> Option<&Path> {
         match &self.backing {
@@ -282,16 +333,27 @@ impl Segment {
     }
 
     /// Flushes `len` bytes from `offset` to stable storage (a no-op on the heap).
-    #[allow(
-        dead_code,
-        reason = "used by sync and compaction, which are being built"
-    )]
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
         match &self.backing {
             Backing::File { map, path, .. } => map
                 .flush_range(offset, len)
                 .map_err(|e| Error::io(path.clone(), e)),
             Backing::Heap { .. } => Ok(()),
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !*self.delete_on_drop.get_mut() {
+            return;
+        }
+        if let Backing::File { path, .. } = &self.backing {
+            // Unlinking a mapped file is fine: the mapping goes when `backing` drops, right
+            // after this. Failure leaves a file that recovery will read as a segment of
+            // superseded records, which is harmless.
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(path.with_extension("hint"));
         }
     }
 }

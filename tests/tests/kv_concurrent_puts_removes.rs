@@ -16,10 +16,13 @@ fn options() -> Options {
         .index_capacity(4)
 }
 
+/// A key's best record so far: (version, position, value or `None` for a tombstone).
+type Best = (u64, u64, Option<Vec<u8>>);
+
 /// The state the log itself implies: for each key, its highest-version record.
 fn state_from_log(log: &Log) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
     let pinned = log.pin();
-    let mut best: HashMap<Vec<u8>, (u64, u64, Option<Vec<u8>>)> = HashMap::new();
+    let mut best: HashMap<Vec<u8>, Best> = HashMap::new();
     for record in log.append_log().scan(pinned.guard()) {
         let value = (record.kind == RecordKind::Put).then(|| record.value.to_vec());
         let candidate = (record.version, record.position, value);

@@ -14,7 +14,10 @@ use seglog_tests::{SplitMix64, pattern};
 const SEGMENT_BYTES: u64 = 16 * 1024;
 
 fn options() -> Options {
-    Options::default().segment_bytes(SEGMENT_BYTES)
+    // No compaction: the records a flip damages must stay where the pristine scan found them.
+    Options::default()
+        .segment_bytes(SEGMENT_BYTES)
+        .auto_compact(false)
 }
 
 /// Bytes a reader relies on, per segment file: (record offset, covered ranges).
@@ -229,7 +232,8 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
         let log = match opened {
             Ok(log) => log,
             // A garbage file posing as a segment of another size is refused with a clear error.
-            Err(Error::Corrupt { path, .. }) if matches!(&mutation, Mutation::Garbage(g) if *g == path) => {
+            Err(Error::Corrupt { path, .. }) if matches!(&mutation, Mutation::Garbage(g) if *g == path) =>
+            {
                 continue;
             }
             Err(error) => panic!("{what}: open failed: {error}"),
@@ -255,10 +259,43 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
                     reported_total += 1;
                 }
             }
-            Mutation::ZeroPage(..) | Mutation::Truncate(..) => {}
-            Mutation::Garbage(path) => {
+            Mutation::ZeroPage(file, page) => {
+                let name = file.file_name().unwrap();
+                let hit = pristine
+                    .coverage
+                    .get(&pristine.dir.path().join(name))
+                    .is_some_and(|records| {
+                        records.iter().any(|(_, ranges)| {
+                            ranges.iter().any(|&(a, b)| a < page + 4096 && *page < b)
+                        })
+                    });
+                if hit {
+                    assert!(
+                        !report.corrupt.is_empty()
+                            || report.holes > 0
+                            || report.bytes_truncated > 0,
+                        "{what}: zeroed records went unreported: {report:?}"
+                    );
+                }
+            }
+            Mutation::Truncate(file, len) => {
+                let reported = report.corrupt.iter().any(|d| d.path == *file)
+                    || report.removed_partial_segments.contains(file);
                 assert!(
-                    report.foreign_files.contains(path) || !path.exists(),
+                    reported || *len >= SEGMENT_BYTES,
+                    "{what}: truncation unreported: {report:?}"
+                );
+            }
+            Mutation::Garbage(path) => {
+                // A bad hint is ignored (and rewritten by the background thread); anything
+                // else is reported, or removed if it is a segment that never got a header.
+                let is_hint = path.extension().is_some_and(|e| e == "hint");
+                let aside = path.with_extension("seg.corrupt");
+                assert!(
+                    is_hint
+                        || report.foreign_files.contains(path)
+                        || report.foreign_files.contains(&aside)
+                        || report.removed_partial_segments.contains(path),
                     "{what}: garbage file not reported: {report:?}"
                 );
             }

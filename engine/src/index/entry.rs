@@ -38,13 +38,19 @@ pub(crate) const ADDRESS_ALIGN: u64 = 1 << ADDRESS_ALIGN_SHIFT;
 /// Log addresses the index can hold are below this (2^51).
 pub(crate) const ADDRESS_LIMIT: u64 = 1 << (ADDRESS_BITS + ADDRESS_ALIGN_SHIFT);
 
-const _: () = assert!(TAG_SHIFT == ADDRESS_BITS, "tag sits right above the address");
-const _: () = assert!(TAG_SHIFT + TAG_BITS == FROZEN_SHIFT, "frozen bit sits right above the tag");
+const _: () = assert!(
+    TAG_SHIFT == ADDRESS_BITS,
+    "tag sits right above the address"
+);
+const _: () = assert!(
+    TAG_SHIFT + TAG_BITS == FROZEN_SHIFT,
+    "frozen bit sits right above the tag"
+);
 const _: () = assert!(FROZEN & TAG_MASK == 0 && TAG_MASK & ADDRESS_MASK == 0);
 
 /// Whether `address` fits an entry: non-zero, 8-byte aligned, below 2^51.
 pub(crate) fn is_valid_address(address: u64) -> bool {
-    address != 0 && address % ADDRESS_ALIGN == 0 && address < ADDRESS_LIMIT
+    address != 0 && address.is_multiple_of(ADDRESS_ALIGN) && address < ADDRESS_LIMIT
 }
 
 /// The 15 hash bits stored in an entry.
@@ -83,7 +89,10 @@ impl Entry {
 
     /// An unfrozen entry for the record of a key with `tag` at `address`.
     pub(super) fn new(tag: Tag, address: u64) -> Self {
-        debug_assert!(is_valid_address(address), "index address {address:#x} out of range");
+        debug_assert!(
+            is_valid_address(address),
+            "index address {address:#x} out of range"
+        );
         Self(((tag.0 as u64) << TAG_SHIFT) | (address >> ADDRESS_ALIGN_SHIFT))
     }
 
@@ -122,11 +131,6 @@ impl Entry {
     /// This entry without the frozen bit: what migration copies into the next table.
     pub(super) fn thawed(self) -> Self {
         Self(self.0 & !FROZEN)
-    }
-
-    /// The same key (tag) pointing at another record.
-    pub(super) fn with_address(self, address: u64) -> Self {
-        Self::new(self.tag(), address)
     }
 }
 
@@ -185,11 +189,11 @@ impl Slot {
         Entry(self.0.fetch_or(FROZEN, Ordering::AcqRel)).frozen()
     }
 
-    /// The broken twin of the install CAS, for the loom model that must catch it: overwrites the
-    /// slot without checking that it still holds what the version comparison looked at.
+    /// The broken twin of the install CAS, for the models and tests that must catch it (see
+    /// `broken_blind_index_store` in `write.rs`): overwrites the slot without checking that it
+    /// still holds what the comparison looked at. Never called in a normal build.
     ///
     /// Release: publishes the record like the real install does.
-    #[cfg(seglog_broken = "blind_index_store")]
     pub(super) fn store_blind(&self, new: Entry) {
         self.0.store(new.0, Ordering::Release);
     }
@@ -214,9 +218,6 @@ mod tests {
         assert_eq!(frozen.address(), Some(address));
         assert_eq!(frozen.tag(), tag);
         assert_eq!(frozen.thawed(), entry);
-
-        let moved = entry.with_address(8);
-        assert_eq!((moved.tag(), moved.address()), (tag, Some(8)));
     }
 
     #[test]

@@ -26,7 +26,9 @@ impl Index {
     /// some claimed chunk is still unfinished, migrates every slot itself. Then moves the root.
     pub(super) fn finish_migration<S: RecordSource>(&self, source: &S, guard: &Guard) {
         let root = self.chain.root(guard);
-        let Some(next) = root.get().successor(guard) else { return };
+        let Some(next) = root.get().successor(guard) else {
+            return;
+        };
         while self.migrate_chunk(root, next, source, guard) {}
         if !self.chain.is_root(root, guard) {
             return;
@@ -77,7 +79,9 @@ impl Index {
         source: &S,
         guard: &Guard,
     ) -> bool {
-        let Some(chunk) = table.claim_chunk() else { return false };
+        let Some(chunk) = table.claim_chunk() else {
+            return false;
+        };
         let count = chunk.len();
         for index in chunk {
             self.migrate_slot(table, index, next, source, guard);
@@ -113,7 +117,9 @@ impl Index {
         guard: &Guard,
     ) {
         let frozen = table.slot(index).freeze();
-        let Some(address) = frozen.address() else { return };
+        let Some(address) = frozen.address() else {
+            return;
+        };
         let key = source.resolve(address, guard).key;
         self.copy_into(next, key, self.hash_key(key), frozen, source, guard);
     }

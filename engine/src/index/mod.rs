@@ -120,14 +120,19 @@ impl IndexOptions {
         if self.load_factor.is_nan() {
             Self::DEFAULT_LOAD_FACTOR
         } else {
-            self.load_factor.clamp(Self::MIN_LOAD_FACTOR, Self::MAX_LOAD_FACTOR)
+            self.load_factor
+                .clamp(Self::MIN_LOAD_FACTOR, Self::MAX_LOAD_FACTOR)
         }
     }
 }
 
 impl Default for IndexOptions {
     fn default() -> Self {
-        Self { initial_capacity: 1024, load_factor: Self::DEFAULT_LOAD_FACTOR, seed: 0 }
+        Self {
+            initial_capacity: 1024,
+            load_factor: Self::DEFAULT_LOAD_FACTOR,
+            seed: 0,
+        }
     }
 }
 
@@ -186,7 +191,12 @@ impl Index {
     }
 
     /// Address of the current (highest (version, address)) record of `key`, put or tombstone.
-    pub(crate) fn get<S: RecordSource>(&self, key: &[u8], source: &S, guard: &Guard) -> Option<u64> {
+    pub(crate) fn get<S: RecordSource>(
+        &self,
+        key: &[u8],
+        source: &S,
+        guard: &Guard,
+    ) -> Option<u64> {
         let hash = self.hash_key(key);
         let is_key = |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
         // The frozen entry of K in an older table: current unless a newer table has K.
@@ -226,7 +236,13 @@ impl Index {
         guard: &Guard,
     ) -> Upserted {
         check_address(address);
-        match self.write(key, address, WriteOp::Upsert { version, live }, source, guard) {
+        match self.write(
+            key,
+            address,
+            WriteOp::Upsert { version, live },
+            source,
+            guard,
+        ) {
             WriteOutcome::Upserted(upserted) => upserted,
             WriteOutcome::Relocated(_) => unreachable!("an upsert reports an Upserted"),
         }
@@ -247,7 +263,13 @@ impl Index {
         guard: &Guard,
     ) -> bool {
         check_address(new_address);
-        match self.write(key, new_address, WriteOp::Relocate { old_address }, source, guard) {
+        match self.write(
+            key,
+            new_address,
+            WriteOp::Relocate { old_address },
+            source,
+            guard,
+        ) {
             WriteOutcome::Relocated(replaced) => replaced,
             WriteOutcome::Upserted(_) => unreachable!("a relocation reports a bool"),
         }
@@ -259,7 +281,11 @@ impl Index {
         // makes it exact.
         let count = self.live_keys.load(Ordering::Relaxed);
         // A transiently "negative" count (see the field) reads as 0.
-        if count > isize::MAX as usize { 0 } else { count }
+        if count > isize::MAX as usize {
+            0
+        } else {
+            count
+        }
     }
 
     /// Calls `f` once per distinct key present in the index (live or tombstoned), with the
@@ -278,7 +304,9 @@ impl Index {
         let mut older = Vec::new();
         for table in self.chain.tables(guard) {
             for index in 0..table.capacity() {
-                let Some(address) = table.slot(index).load().address() else { continue };
+                let Some(address) = table.slot(index).load().address() else {
+                    continue;
+                };
                 if !older.is_empty() {
                     let key = source.resolve(address, guard).key;
                     let hash = self.hash_key(key);

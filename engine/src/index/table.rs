@@ -46,7 +46,10 @@ pub(super) struct Table {
 impl Table {
     /// A table of `capacity` empty slots (`capacity` a power of two, at least 4).
     pub(super) fn new(capacity: usize, load_factor: f64) -> Self {
-        assert!(capacity.is_power_of_two() && capacity >= 4, "bad table capacity {capacity}");
+        assert!(
+            capacity.is_power_of_two() && capacity >= 4,
+            "bad table capacity {capacity}"
+        );
         // The float product is at most `0.95 × capacity`, so it fits and leaves one slot free.
         let resize_threshold = ((capacity as f64 * load_factor) as usize).min(capacity - 1);
         Self {
@@ -144,7 +147,9 @@ impl Table {
         if self.migrate_claim.load(Ordering::Relaxed) >= capacity {
             return None;
         }
-        let start = self.migrate_claim.fetch_add(MIGRATION_CHUNK, Ordering::Relaxed);
+        let start = self
+            .migrate_claim
+            .fetch_add(MIGRATION_CHUNK, Ordering::Relaxed);
         (start < capacity).then(|| start..(start + MIGRATION_CHUNK).min(capacity))
     }
 
@@ -193,7 +198,10 @@ impl Table {
         if let Some(next) = self.successor(guard) {
             return (next, false);
         }
-        let capacity = self.capacity().checked_mul(2).expect("index capacity overflows usize");
+        let capacity = self
+            .capacity()
+            .checked_mul(2)
+            .expect("index capacity overflows usize");
         let fresh = Owned::new(Table::new(capacity, load_factor));
         // Release on success publishes the new table's initialisation (pairs with the Acquire in
         // `successor`); Acquire on failure lets us use the winner's table. The loser's
@@ -206,7 +214,10 @@ impl Table {
             guard,
         ) {
             Ok(next) => (TablePtr::new(next).expect("just installed"), true),
-            Err(lost) => (TablePtr::new(lost.current).expect("CAS from null failed"), false),
+            Err(lost) => (
+                TablePtr::new(lost.current).expect("CAS from null failed"),
+                false,
+            ),
         }
     }
 }
@@ -271,7 +282,9 @@ pub(super) struct Chain {
 
 impl Chain {
     pub(super) fn new(first: Table) -> Self {
-        Self { root: Atomic::new(first) }
+        Self {
+            root: Atomic::new(first),
+        }
     }
 
     /// The oldest table still in use.
@@ -291,11 +304,16 @@ impl Chain {
     /// The caller must have observed every slot of `from` migrated (through `finish_chunk`/
     /// `is_migrated`, or by migrating every slot itself).
     pub(super) fn advance_root(&self, from: TablePtr<'_>, to: TablePtr<'_>, guard: &Guard) -> bool {
-        debug_assert!(from.successor(guard) == Some(to), "root advances to its own successor");
+        debug_assert!(
+            from.successor(guard) == Some(to),
+            "root advances to its own successor"
+        );
         // Release on success publishes the migration copies the caller has seen (pairs with the
         // Acquire in `root`). Acquire on failure is not needed for anything but keeps the CAS
         // symmetrical with the load.
-        match self.root.compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire, guard)
+        match self
+            .root
+            .compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire, guard)
         {
             Ok(_) => {
                 // SAFETY: `from` was non-null and is now unlinked: root moves only forward along
@@ -313,7 +331,9 @@ impl Chain {
 
     /// Every table reachable from the root, oldest first (the root and its successors).
     pub(super) fn tables<'g>(&'g self, guard: &'g Guard) -> impl Iterator<Item = TablePtr<'g>> {
-        std::iter::successors(Some(self.root(guard)), move |table| table.get().successor(guard))
+        std::iter::successors(Some(self.root(guard)), move |table| {
+            table.get().successor(guard)
+        })
     }
 }
 

@@ -32,12 +32,19 @@ struct Record {
 
 impl Arena {
     fn push(&mut self, key: &[u8], version: u64, live: bool) -> u64 {
-        self.records.push(Record { key: key.to_vec(), version, live });
+        self.records.push(Record {
+            key: key.to_vec(),
+            version,
+            live,
+        });
         self.records.len() as u64 * 8
     }
 
     fn record(&self, address: u64) -> &Record {
-        assert!(address != 0 && address % 8 == 0, "index handed out address {address:#x}");
+        assert!(
+            address != 0 && address.is_multiple_of(8),
+            "index handed out address {address:#x}"
+        );
         &self.records[(address / 8 - 1) as usize]
     }
 }
@@ -45,16 +52,28 @@ impl Arena {
 impl RecordSource for Arena {
     fn resolve<'g>(&'g self, address: u64, _guard: &'g Guard) -> Resolved<'g> {
         thread_local!(static RESOLVES: Cell<u32> = const { Cell::new(0) });
-        if self.yield_in_resolve && RESOLVES.replace(RESOLVES.get().wrapping_add(1)) % 4 == 0 {
+        if self.yield_in_resolve
+            && RESOLVES
+                .replace(RESOLVES.get().wrapping_add(1))
+                .is_multiple_of(4)
+        {
             thread::yield_now();
         }
         let record = self.record(address);
-        Resolved { key: &record.key, version: record.version, live: record.live }
+        Resolved {
+            key: &record.key,
+            version: record.version,
+            live: record.live,
+        }
     }
 }
 
 fn tiny(seed: u64) -> Index {
-    Index::new(IndexOptions { initial_capacity: 4, load_factor: 0.75, seed })
+    Index::new(IndexOptions {
+        initial_capacity: 4,
+        load_factor: 0.75,
+        seed,
+    })
 }
 
 /// Deterministic pseudo-random numbers (splitmix64).
@@ -103,11 +122,19 @@ fn migrating(stats: &IndexStats) -> bool {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Upsert { key: u8, version: u64, live: bool },
+    Upsert {
+        key: u8,
+        version: u64,
+        live: bool,
+    },
     /// Relocate the key's current record to a copy at a new (higher) address.
-    Relocate { key: u8 },
+    Relocate {
+        key: u8,
+    },
     /// Relocate from an address that is not the key's current one: must fail.
-    RelocateStale { key: u8 },
+    RelocateStale {
+        key: u8,
+    },
 }
 
 const MODEL_KEYS: u8 = 48;
@@ -126,17 +153,31 @@ fn model_key(key: u8) -> Vec<u8> {
     format!("key-{}", "k".repeat(key as usize % 5) + &key.to_string()).into_bytes()
 }
 
+/// The model's state: key → (version, address, live) of its current record.
+type Model = BTreeMap<u8, (u64, u64, bool)>;
+
 /// What the model expects of one operation.
 #[derive(Debug)]
 enum Planned {
-    Upsert { key: u8, address: u64, version: u64, live: bool, expect: Upserted },
-    Replace { key: u8, old: u64, new: u64, expect: bool },
+    Upsert {
+        key: u8,
+        address: u64,
+        version: u64,
+        live: bool,
+        expect: Upserted,
+    },
+    Replace {
+        key: u8,
+        old: u64,
+        new: u64,
+        expect: bool,
+    },
 }
 
 /// Runs the ops through a `BTreeMap` model (key → (version, address, live)) and builds the arena.
-fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<BTreeMap<u8, (u64, u64, bool)>>) {
+fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<Model>) {
     let mut arena = Arena::default();
-    let mut model: BTreeMap<u8, (u64, u64, bool)> = BTreeMap::new();
+    let mut model = Model::new();
     let mut planned = Vec::new();
     let mut states = Vec::new();
     for op in ops {
@@ -148,22 +189,41 @@ fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<BTreeMap<u8, (u64, u64, bool)>>
                         Upserted::Superseded { current: a }
                     }
                     previous => {
-                        let replaced = previous.map(|&(_, a, l)| Previous { address: a, live: l });
+                        let replaced = previous.map(|&(_, a, l)| Previous {
+                            address: a,
+                            live: l,
+                        });
                         model.insert(key, (version, address, live));
                         Upserted::Installed { replaced }
                     }
                 };
-                planned.push(Planned::Upsert { key, address, version, live, expect });
+                planned.push(Planned::Upsert {
+                    key,
+                    address,
+                    version,
+                    live,
+                    expect,
+                });
             }
             Op::Relocate { key } => match model.get(&key).copied() {
                 Some((version, old, live)) => {
                     let new = arena.push(&model_key(key), version, live);
                     model.insert(key, (version, new, live));
-                    planned.push(Planned::Replace { key, old, new, expect: true });
+                    planned.push(Planned::Replace {
+                        key,
+                        old,
+                        new,
+                        expect: true,
+                    });
                 }
                 None => {
                     let new = arena.push(&model_key(key), 0, true);
-                    planned.push(Planned::Replace { key, old: 8, new, expect: false });
+                    planned.push(Planned::Replace {
+                        key,
+                        old: 8,
+                        new,
+                        expect: false,
+                    });
                 }
             },
             Op::RelocateStale { key } => {
@@ -171,7 +231,12 @@ fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<BTreeMap<u8, (u64, u64, bool)>>
                 let new = arena.push(&model_key(key), version, live);
                 // Any address but the current one; it need not even belong to the key.
                 let stale = if current == 8 { 16 } else { 8 };
-                planned.push(Planned::Replace { key, old: stale, new, expect: false });
+                planned.push(Planned::Replace {
+                    key,
+                    old: stale,
+                    new,
+                    expect: false,
+                });
             }
         }
         states.push(model.clone());
@@ -288,7 +353,10 @@ fn concurrent_disjoint_keys_resolve_to_highest_version() {
                         let first = index.upsert(key, *v1, 1, true, arena, guard);
                         assert_eq!(first, Upserted::Installed { replaced: None });
                         let second = index.upsert(key, *v2, 2, i % 5 != 0, arena, guard);
-                        let replaced = Some(Previous { address: *v1, live: true });
+                        let replaced = Some(Previous {
+                            address: *v1,
+                            live: true,
+                        });
                         assert_eq!(second, Upserted::Installed { replaced });
                     } else {
                         let first = index.upsert(key, *v2, 2, i % 5 != 0, arena, guard);
@@ -303,7 +371,12 @@ fn concurrent_disjoint_keys_resolve_to_highest_version() {
     let guard = &epoch::pin();
     for keys in &plans {
         for (key, _, v2) in keys {
-            assert_eq!(index.get(key, &arena, guard), Some(*v2), "key {:?}", String::from_utf8_lossy(key));
+            assert_eq!(
+                index.get(key, &arena, guard),
+                Some(*v2),
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
     assert_eq!(index.len(), THREADS * (KEYS - KEYS / 5));
@@ -349,11 +422,11 @@ fn shared_keys_scenario(seed: u64) {
             .collect();
         for t in 0..THREADS {
             let plan = &mut plans[t as usize];
-            for k in 0..HOT {
+            for (k, key) in keys[..HOT].iter().enumerate() {
                 // Versions of different threads interleave: round * 8 + thread.
                 let version = round * THREADS + t;
                 let live = rng.below(3) != 0;
-                plan.push((round, k, version, live, arena.push(&keys[k], version, live)));
+                plan.push((round, k, version, live, arena.push(key, version, live)));
             }
             for &k in &fresh {
                 let live = rng.below(4) != 0;
@@ -401,8 +474,12 @@ fn shared_keys_scenario(seed: u64) {
                 while writers_left.load(Ordering::Acquire) > 0 {
                     for key in &keys[..HOT] {
                         let guard = &epoch::pin();
-                        let Some(current) = index.get(key, arena, guard) else { continue };
-                        let Some(&to) = twin.get(&current) else { continue };
+                        let Some(current) = index.get(key, arena, guard) else {
+                            continue;
+                        };
+                        let Some(&to) = twin.get(&current) else {
+                            continue;
+                        };
                         if index.replace_exact(key, current, to, arena, guard) {
                             relocated.push((current, to));
                         }
@@ -411,7 +488,10 @@ fn shared_keys_scenario(seed: u64) {
                 relocated
             })
         };
-        let results: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         (results, compactor.join().unwrap())
     });
 
@@ -428,7 +508,11 @@ fn shared_keys_scenario(seed: u64) {
     for (k, key) in keys.iter().enumerate() {
         let (_, _, _, live, address) = best[&k];
         let expected = relocated_to.get(&address).copied().unwrap_or(address);
-        assert_eq!(index.get(key, &arena, guard), Some(expected), "seed {seed} key {k}");
+        assert_eq!(
+            index.get(key, &arena, guard),
+            Some(expected),
+            "seed {seed} key {k}"
+        );
         expected_live += usize::from(live);
     }
     assert_eq!(index.len(), expected_live, "seed {seed}");
@@ -442,8 +526,14 @@ fn shared_keys_scenario(seed: u64) {
     for &(k, got) in &results {
         match got {
             Upserted::Installed { replaced: None } => absent_installs[k] += 1,
-            Upserted::Installed { replaced: Some(previous) } => {
-                assert!(replaced.insert(previous.address), "{:#x} replaced twice", previous.address);
+            Upserted::Installed {
+                replaced: Some(previous),
+            } => {
+                assert!(
+                    replaced.insert(previous.address),
+                    "{:#x} replaced twice",
+                    previous.address
+                );
                 assert_eq!(arena.record(previous.address).key, keys[k]);
                 assert_eq!(previous.live, arena.record(previous.address).live);
             }
@@ -451,10 +541,16 @@ fn shared_keys_scenario(seed: u64) {
         }
     }
     for (from, _) in &relocated {
-        assert!(replaced.insert(*from), "relocated {from:#x} was also replaced");
+        assert!(
+            replaced.insert(*from),
+            "relocated {from:#x} was also replaced"
+        );
     }
     for (k, count) in absent_installs.iter().enumerate() {
-        assert_eq!(*count, 1, "seed {seed} key {k}: {count} installs found it absent");
+        assert_eq!(
+            *count, 1,
+            "seed {seed} key {k}: {count} installs found it absent"
+        );
     }
 }
 
@@ -473,20 +569,21 @@ fn concurrent_get_never_returns_older_than_installed_before() {
     // [writer][version - 1][key] → address
     let mut addresses = vec![vec![vec![0; KEYS_PER_WRITER]; VERSIONS as usize]; WRITERS];
     let mut fillers = vec![Vec::new(); WRITERS];
-    for w in 0..WRITERS {
+    for (w, (addresses, fillers)) in addresses.iter_mut().zip(&mut fillers).enumerate() {
         for version in 1..=VERSIONS {
-            for i in 0..KEYS_PER_WRITER {
-                let live = (version + i as u64) % 4 != 0;
-                addresses[w][version as usize - 1][i] = arena.push(&key_of(w, i), version, live);
+            for (i, address) in addresses[version as usize - 1].iter_mut().enumerate() {
+                let live = !(version + i as u64).is_multiple_of(4);
+                *address = arena.push(&key_of(w, i), version, live);
             }
             for f in 0..FILLERS_PER_ROUND {
-                fillers[w].push(arena.push(format!("w{w}-v{version}-f{f}").as_bytes(), 1, true));
+                fillers.push(arena.push(format!("w{w}-v{version}-f{f}").as_bytes(), 1, true));
             }
         }
     }
     // Version published per tracked key, after its upsert returned.
-    let published: Vec<AtomicU64> =
-        (0..WRITERS * KEYS_PER_WRITER).map(|_| AtomicU64::new(0)).collect();
+    let published: Vec<AtomicU64> = (0..WRITERS * KEYS_PER_WRITER)
+        .map(|_| AtomicU64::new(0))
+        .collect();
     arena.yield_in_resolve = true;
     let index = tiny(3);
     let barrier = Barrier::new(WRITERS + READERS);
@@ -500,10 +597,9 @@ fn concurrent_get_never_returns_older_than_installed_before() {
                 let _done = DecrementOnDrop(writers_left);
                 barrier.wait();
                 let mut fillers = fillers.iter();
-                for version in 1..=VERSIONS {
-                    for i in 0..KEYS_PER_WRITER {
+                for (version, addresses) in (1..).zip(addresses) {
+                    for (i, &address) in addresses.iter().enumerate() {
                         let guard = &epoch::pin();
-                        let address = addresses[version as usize - 1][i];
                         let live = arena.record(address).live;
                         let got = index.upsert(&key_of(w, i), address, version, live, arena, guard);
                         assert!(matches!(got, Upserted::Installed { .. }));
@@ -534,10 +630,17 @@ fn concurrent_get_never_returns_older_than_installed_before() {
                     let got = index.get(&key_of(w, i), arena, guard);
                     let version = got.map_or(0, |address| {
                         let record = arena.record(address);
-                        assert_eq!(record.key, key_of(w, i), "get returned another key's record");
+                        assert_eq!(
+                            record.key,
+                            key_of(w, i),
+                            "get returned another key's record"
+                        );
                         record.version
                     });
-                    assert!(version >= installed, "key {w}/{i}: got v{version} after v{installed}");
+                    assert!(
+                        version >= installed,
+                        "key {w}/{i}: got v{version} after v{installed}"
+                    );
                     assert!(version >= last_seen[slot], "key {w}/{i} went back in time");
                     last_seen[slot] = version;
                     local_checks += 1;
@@ -549,10 +652,10 @@ fn concurrent_get_never_returns_older_than_installed_before() {
     assert!(checks.load(Ordering::Relaxed) > 0);
     assert!(index.stats().resizes >= 10);
     let guard = &epoch::pin();
-    for w in 0..WRITERS {
-        for i in 0..KEYS_PER_WRITER {
-            let newest = addresses[w][VERSIONS as usize - 1][i];
-            assert_eq!(index.get(&key_of(w, i), &arena, guard), Some(newest));
+    for (w, addresses) in addresses.iter().enumerate() {
+        let newest = addresses.last().unwrap();
+        for (i, &address) in newest.iter().enumerate() {
+            assert_eq!(index.get(&key_of(w, i), &arena, guard), Some(address));
         }
     }
 }
@@ -582,10 +685,16 @@ fn for_each_key_reports_each_key_once_when_quiescent() {
             scanned_mid_migration |= migrating(&index.stats());
             let seen = reported_keys(&index, &arena, guard);
             assert_eq!(seen.len(), present.len(), "after {n} upserts");
-            assert!(seen.iter().all(|(key, &count)| count == 1 && present.contains(key)));
+            assert!(
+                seen.iter()
+                    .all(|(key, &count)| count == 1 && present.contains(key))
+            );
         }
     }
-    assert!(scanned_mid_migration, "no scan ran while two tables were reachable");
+    assert!(
+        scanned_mid_migration,
+        "no scan ran while two tables were reachable"
+    );
 }
 
 #[test]
@@ -616,15 +725,20 @@ fn for_each_key_reports_present_keys_once_during_inserts() {
                 break;
             }
         }
-        assert!(migrating(&index.stats()), "ran out of keys before a resize started");
+        assert!(
+            migrating(&index.stats()),
+            "ran out of keys before a resize started"
+        );
         scans_mid_migration += 1;
-        let batches: Vec<Vec<u64>> =
-            (0..WRITERS).map(|_| addresses.by_ref().take(FRESH_PER_WRITER).collect()).collect();
+        let batches: Vec<Vec<u64>> = (0..WRITERS)
+            .map(|_| addresses.by_ref().take(FRESH_PER_WRITER).collect())
+            .collect();
         let writers_left = AtomicUsize::new(WRITERS);
         let barrier = Barrier::new(WRITERS + 1);
         thread::scope(|scope| {
             for batch in &batches {
-                let (index, arena, barrier, writers_left) = (&index, &arena, &barrier, &writers_left);
+                let (index, arena, barrier, writers_left) =
+                    (&index, &arena, &barrier, &writers_left);
                 scope.spawn(move || {
                     let _done = DecrementOnDrop(writers_left);
                     barrier.wait();
@@ -651,9 +765,17 @@ fn for_each_key_reports_present_keys_once_during_inserts() {
                     *seen.entry(arena.record(address).key.clone()).or_insert(0) += 1;
                 });
                 for key in &present {
-                    assert_eq!(seen.get(key), Some(&1), "present key {:?}", String::from_utf8_lossy(key));
+                    assert_eq!(
+                        seen.get(key),
+                        Some(&1),
+                        "present key {:?}",
+                        String::from_utf8_lossy(key)
+                    );
                 }
-                assert!(seen.values().all(|&count| count == 1), "a key was reported twice");
+                assert!(
+                    seen.values().all(|&count| count == 1),
+                    "a key was reported twice"
+                );
                 scans += 1;
                 if !running {
                     break;
@@ -661,7 +783,11 @@ fn for_each_key_reports_present_keys_once_during_inserts() {
             }
         });
         for batch in &batches {
-            present.extend(batch.iter().map(|&address| arena.record(address).key.clone()));
+            present.extend(
+                batch
+                    .iter()
+                    .map(|&address| arena.record(address).key.clone()),
+            );
         }
     }
     println!("for_each_key: {scans} scans, {scans_mid_migration} started mid-migration");
@@ -678,7 +804,10 @@ fn memory_per_key_at_one_million_keys() {
     for i in 0..KEYS {
         arena.push(&i.to_le_bytes(), 1, true);
     }
-    let index = Index::new(IndexOptions { seed: 1, ..IndexOptions::default() });
+    let index = Index::new(IndexOptions {
+        seed: 1,
+        ..IndexOptions::default()
+    });
     let guard = &epoch::pin();
     for i in 0..KEYS {
         let address = (i + 1) * 8;

@@ -61,7 +61,12 @@ impl Index {
         guard: &Guard,
     ) -> WriteOutcome {
         let hash = self.hash_key(key);
-        let write = Write { key, hash, new: Entry::new(hash.tag(), address), op };
+        let write = Write {
+            key,
+            hash,
+            new: Entry::new(hash.tag(), address),
+            op,
+        };
         loop {
             self.help_migration(source, guard);
             let mut table = self.chain.root(guard);
@@ -104,8 +109,7 @@ impl Index {
                         return Step::Done(WriteOutcome::Relocated(false));
                     };
                     let before = table.reserve_slot();
-                    if before >= table.admission_limit() && !self.chain.is_root(table, guard)
-                    {
+                    if before >= table.admission_limit() && !self.chain.is_root(table, guard) {
                         // A migration target near its admission bound (invariant 5).
                         table.release_slot();
                         self.finish_migration(source, guard);
@@ -134,17 +138,21 @@ impl Index {
                 match write.op {
                     WriteOp::Upsert { version, live } => {
                         if (current.version, current_address) >= (version, new_address) {
-                            let upserted = Upserted::Superseded { current: current_address };
+                            let upserted = Upserted::Superseded {
+                                current: current_address,
+                            };
                             return Step::Done(WriteOutcome::Upserted(upserted));
                         }
-                        let replaced = Some(Previous { address: current_address, live: current.live });
-                        #[cfg(seglog_broken = "blind_index_store")]
-                        {
+                        let replaced = Some(Previous {
+                            address: current_address,
+                            live: current.live,
+                        });
+                        if broken_blind_index_store() {
                             slot.store_blind(write.new);
                             self.account_install(replaced, live);
-                            return Step::Done(WriteOutcome::Upserted(Upserted::Installed { replaced }));
+                            let upserted = Upserted::Installed { replaced };
+                            return Step::Done(WriteOutcome::Upserted(upserted));
                         }
-                        #[cfg(not(seglog_broken = "blind_index_store"))]
                         match slot.compare_exchange(entry, write.new) {
                             Ok(()) => {
                                 self.account_install(replaced, live);
@@ -157,6 +165,10 @@ impl Index {
                     WriteOp::Relocate { old_address } => {
                         if current_address != old_address {
                             return Step::Done(WriteOutcome::Relocated(false));
+                        }
+                        if broken_blind_relocate() {
+                            slot.store_blind(write.new);
+                            return Step::Done(WriteOutcome::Relocated(true));
                         }
                         match slot.compare_exchange(entry, write.new) {
                             Ok(()) => return Step::Done(WriteOutcome::Relocated(true)),
@@ -198,7 +210,11 @@ impl Index {
         }
         // K's slot: freeze it (it may already be) and make sure the successor has its entry
         // before we write there, so `replaced` and the live count see K's latest old entry.
-        let frozen = if entry.is_frozen() { entry } else { slot.freeze() };
+        let frozen = if entry.is_frozen() {
+            entry
+        } else {
+            slot.freeze()
+        };
         let next = table.get().successor_of_frozen(guard);
         self.copy_into(next, write.key, write.hash, frozen, source, guard);
         MoveOn::Go(next)
@@ -231,4 +247,28 @@ enum MoveOn<'g> {
     Reexamine(Entry),
     /// Another key's slot: probe on.
     NotHere,
+}
+
+/// Whether upserts install with the broken blind store instead of the CAS: the twin that the
+/// loom models (runtime switch `Broken::BlindIndexStore`) and the linearizability test
+/// (`--cfg seglog_broken="blind_index_store"`) must catch. A constant `false` in normal builds.
+#[inline(always)]
+fn broken_blind_index_store() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::BlindIndexStore) {
+        return true;
+    }
+    cfg!(seglog_broken = "blind_index_store")
+}
+
+/// Whether relocations install with the broken blind store instead of the CAS on the old
+/// address: the twin of `Broken::BlindRelocate` / `--cfg seglog_broken="relocate_blind"`.
+/// A constant `false` in normal builds.
+#[inline(always)]
+fn broken_blind_relocate() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::BlindRelocate) {
+        return true;
+    }
+    cfg!(seglog_broken = "relocate_blind")
 }

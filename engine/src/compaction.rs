@@ -1,0 +1,333 @@
+//! Online compaction: reclaim segments whose records are mostly dead, while readers and writers
+//! run, without a lock on their paths.
+//!
+//! # Protocol
+//! 1. **Pick** sealed segments (below the tail's segment, every record published) whose live
+//!    ratio (bytes the index points at / record space) is at or below the threshold, lowest
+//!    first.
+//! 2. **Relocate** each record the index still points at: append a copy at the head of the log
+//!    with the record's *original version*, then switch the index entry from the old address to
+//!    the copy only if it still holds exactly the old address (`Index::replace_exact`). A put or
+//!    remove that lands first wins; the copy is then simply dead. Because versions, not
+//!    positions, decide which record of a key is current, a copy never beats a newer record,
+//!    in memory or after a crash, and a crash anywhere leaves the original or the copy (same
+//!    version, same bytes) or both.
+//! 3. **Retire** the segment through the epoch: a deferred function marks it safe once every
+//!    thread pinned at the switch has unpinned (any reader that could have loaded an old
+//!    address, any `Pinned` borrowing its bytes, any scan inside it). Then the copies are
+//!    synced, the segment leaves the directory, its file and hint are deleted, and its mapping
+//!    is dropped when the epoch collector frees it.
+//!
+//! Tombstones are relocated like puts, never dropped: dropping one is only safe when no record
+//! of an older version of its key survives anywhere (copies of old records keep old versions),
+//! and the index has no way yet to forget a key. They cost 40 bytes plus the key each.
+//!
+//! Follows the log-cleaning of LFS and the copy-then-CAS relocation of FASTER's compaction.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use seglog_format::RecordKind;
+
+use crate::appendlog::{AppendLog, read_record};
+use crate::error::Result;
+use crate::index::Index;
+use crate::segment::FIRST_RECORD_OFFSET;
+use crate::sync::epoch::{self, Guard};
+
+/// What compaction has done since the log was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionStats {
+    /// Compaction passes that reclaimed at least one segment.
+    pub runs: u64,
+    /// Segments reclaimed (files deleted).
+    pub segments_reclaimed: u64,
+    /// Records copied to the head of the log.
+    pub records_relocated: u64,
+    /// Bytes of those copies.
+    pub bytes_relocated: u64,
+    /// Bytes of segment files deleted.
+    pub bytes_reclaimed: u64,
+}
+
+/// When and how much to compact.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompactionPolicy {
+    /// Segments at or below this live ratio are compacted.
+    pub(crate) live_ratio: f64,
+    /// Automatic compaction waits until at least this many bytes are dead.
+    pub(crate) min_dead_bytes: u64,
+    /// Whether writers and the background thread compact on their own.
+    pub(crate) auto: bool,
+}
+
+struct Retiring {
+    id: u64,
+    /// Set by a deferred function once every thread pinned at retirement has unpinned.
+    safe: Arc<AtomicBool>,
+}
+
+/// Compaction state of one log.
+pub(crate) struct Compactor {
+    policy: CompactionPolicy,
+    /// One compaction at a time; other writers skip instead of waiting.
+    running: AtomicBool,
+    retiring: Mutex<Vec<Retiring>>,
+    /// Length of `retiring`, readable without the mutex.
+    retiring_count: AtomicU64,
+    runs: AtomicU64,
+    segments_reclaimed: AtomicU64,
+    records_relocated: AtomicU64,
+    bytes_relocated: AtomicU64,
+    bytes_reclaimed: AtomicU64,
+}
+
+impl Compactor {
+    pub(crate) fn new(policy: CompactionPolicy) -> Self {
+        Self {
+            policy,
+            running: AtomicBool::new(false),
+            retiring: Mutex::new(Vec::new()),
+            retiring_count: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+            segments_reclaimed: AtomicU64::new(0),
+            records_relocated: AtomicU64::new(0),
+            bytes_relocated: AtomicU64::new(0),
+            bytes_reclaimed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CompactionStats {
+        // Relaxed: statistics.
+        CompactionStats {
+            runs: self.runs.load(Ordering::Relaxed),
+            segments_reclaimed: self.segments_reclaimed.load(Ordering::Relaxed),
+            records_relocated: self.records_relocated.load(Ordering::Relaxed),
+            bytes_relocated: self.bytes_relocated.load(Ordering::Relaxed),
+            bytes_reclaimed: self.bytes_reclaimed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether automatic compaction should run: at least the minimum of dead bytes, and the
+    /// segment files take more than twice the live bytes.
+    pub(crate) fn due(&self, log: &AppendLog, live_bytes: u64) -> bool {
+        if !self.policy.auto {
+            return false;
+        }
+        let dead = log.stats().record_bytes.saturating_sub(live_bytes);
+        let disk = log.segment_count() * log.segment_bytes();
+        dead >= self.policy.min_dead_bytes && disk > 2 * live_bytes
+    }
+
+    /// Runs one compaction pass unless another is running (then returns `Ok(None)` at once).
+    /// `until_done` stops the pass as soon as it returns false.
+    pub(crate) fn try_run(
+        &self,
+        log: &AppendLog,
+        index: &Index,
+        until_done: impl Fn() -> bool,
+    ) -> Result<Option<u64>> {
+        // Acquire/Release on the flag: the pass of one thread happens-before the next pass.
+        if self.running.swap(true, Ordering::Acquire) {
+            return Ok(None);
+        }
+        let result = self.run(log, index, until_done);
+        self.running.store(false, Ordering::Release);
+        result.map(Some)
+    }
+
+    /// Runs a full pass, waiting for a concurrent one to finish first.
+    pub(crate) fn run_now(&self, log: &AppendLog, index: &Index) -> Result<u64> {
+        loop {
+            if let Some(reclaimed) = self.try_run(log, index, || true)? {
+                return Ok(reclaimed);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// One pass; returns the number of segments it retired (their live records moved; their
+    /// files go once no reader can reach them).
+    fn run(&self, log: &AppendLog, index: &Index, keep_going: impl Fn() -> bool) -> Result<u64> {
+        self.finish_retirements(log)?;
+        let mut retired = 0;
+        for id in self.victims(log) {
+            if !keep_going() {
+                break;
+            }
+            if self.relocate(log, index, id)? {
+                retired += 1;
+            }
+        }
+        if retired > 0 {
+            // Relaxed: statistics.
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            // Let the deferred functions run: each flush hands this thread's garbage to the
+            // collector and lets the global epoch advance once if no thread lags behind.
+            for _ in 0..3 {
+                epoch::pin().flush();
+            }
+            self.finish_retirements(log)?;
+        }
+        Ok(retired)
+    }
+
+    /// Sealed segments at or below the live-ratio threshold, emptiest first.
+    fn victims(&self, log: &AppendLog) -> Vec<u64> {
+        let guard = epoch::pin();
+        let (tail_segment, _) = log.split(log.tail_position());
+        let retiring: Vec<u64> = self
+            .retiring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        let room = (log.segment_bytes() - FIRST_RECORD_OFFSET as u64) as f64;
+        let mut victims: Vec<(f64, u64)> = (log.first_segment()..tail_segment)
+            .filter(|id| !retiring.contains(id))
+            .filter_map(|id| {
+                let segment = log.directory().get(id, &guard)?;
+                let ratio = segment.live_bytes() as f64 / room;
+                (ratio <= self.policy.live_ratio).then_some((ratio, id))
+            })
+            .collect();
+        victims.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        victims.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Relocates the live records of segment `id` and retires it. Returns `false` (doing
+    /// nothing) if some record in it is not published yet or is damaged.
+    fn relocate(&self, log: &AppendLog, index: &Index, id: u64) -> Result<bool> {
+        let guard = epoch::pin();
+        let Some(segment) = log.directory().get(id, &guard) else {
+            return Ok(false);
+        };
+        // Every record must be published: an in-flight writer still owns part of it.
+        let mut records = Vec::new();
+        let mut offset = FIRST_RECORD_OFFSET;
+        let mut record_bytes_total = 0u64;
+        while offset < segment.len() {
+            let position = log.position(id, offset as u64);
+            match read_record(segment, offset, position) {
+                Ok(Some(record)) => {
+                    if record.kind != RecordKind::Padding {
+                        record_bytes_total += u64::from(record.record_bytes);
+                    }
+                    if matches!(record.kind, RecordKind::Put | RecordKind::Tombstone) {
+                        records.push(record);
+                    }
+                    offset += record.record_bytes as usize;
+                }
+                Ok(None) | Err(_) => return Ok(false),
+            }
+        }
+        for record in records {
+            if index.get(record.key, log, &guard) != Some(record.position) {
+                continue; // Dead: a newer record of the key is current.
+            }
+            let copy = log.append_record(
+                record.kind,
+                record.key,
+                record.value.len(),
+                Some(record.version),
+                |buf| buf.copy_from_slice(record.value),
+            )?;
+            if replace(
+                index,
+                record.key,
+                record.position,
+                copy.position,
+                log,
+                &guard,
+            ) {
+                let bytes = i64::from(record.record_bytes);
+                segment.add_live_bytes(-bytes);
+                log.add_segment_live_bytes(copy.position, bytes, &guard);
+                // Relaxed: statistics.
+                self.records_relocated.fetch_add(1, Ordering::Relaxed);
+                self.bytes_relocated
+                    .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
+            }
+            // Otherwise a concurrent write of the key won, and the copy is dead on arrival.
+        }
+        log.note_reclaimed_record_bytes(record_bytes_total);
+        let safe = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&safe);
+        // Runs once every thread pinned now (any reader that could still reach this segment
+        // through an old address, a borrowed value or a scan) has unpinned.
+        // Release: pairs with the Acquire load in `finish_retirements`.
+        guard.defer(move || flag.store(true, Ordering::Release));
+        self.retiring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Retiring { id, safe });
+        // Relaxed: a hint for `has_retiring`.
+        self.retiring_count.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Removes retired segments no reader can reach any more: syncs the copies first, so a
+    /// power loss cannot take both the copies (unsynced) and the originals (deleted).
+    pub(crate) fn finish_retirements(&self, log: &AppendLog) -> Result<u64> {
+        let ready: Vec<u64> = {
+            let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+            // Acquire: pairs with the Release store in the deferred function.
+            let (ready, waiting): (Vec<_>, Vec<_>) = retiring
+                .drain(..)
+                .partition(|r| r.safe.load(Ordering::Acquire));
+            *retiring = waiting;
+            // Relaxed: a hint for `has_retiring`.
+            self.retiring_count
+                .store(retiring.len() as u64, Ordering::Relaxed);
+            ready.into_iter().map(|r| r.id).collect()
+        };
+        if ready.is_empty() {
+            return Ok(0);
+        }
+        log.sync()?;
+        let guard = epoch::pin();
+        for &id in &ready {
+            if let Some(segment) = log.directory().get(id, &guard) {
+                segment.delete_on_drop();
+                if let Some(path) = segment.path() {
+                    let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(path.with_extension("hint"));
+                }
+            }
+            log.directory().remove(id, &guard);
+            // Relaxed: statistics.
+            self.segments_reclaimed.fetch_add(1, Ordering::Relaxed);
+            self.bytes_reclaimed
+                .fetch_add(log.segment_bytes(), Ordering::Relaxed);
+        }
+        log.advance_first_segment(&guard);
+        guard.flush();
+        Ok(ready.len() as u64)
+    }
+
+    /// Whether retired segments are waiting for readers to unpin.
+    pub(crate) fn has_retiring(&self) -> bool {
+        // Relaxed: a hint; the list itself is read under its mutex.
+        self.retiring_count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Finishes ready retirements unless a compaction is running (it will).
+    pub(crate) fn try_finish_retirements(&self, log: &AppendLog) -> Result<()> {
+        if !self.has_retiring() || self.running.swap(true, Ordering::Acquire) {
+            return Ok(());
+        }
+        for _ in 0..2 {
+            epoch::pin().flush();
+        }
+        let result = self.finish_retirements(log);
+        self.running.store(false, Ordering::Release);
+        result.map(|_| ())
+    }
+}
+
+/// The index switch of a relocation.
+fn replace(index: &Index, key: &[u8], old: u64, new: u64, log: &AppendLog, guard: &Guard) -> bool {
+    index.replace_exact(key, old, new, log, guard)
+}

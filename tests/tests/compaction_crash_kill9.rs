@@ -1,0 +1,224 @@
+//! Concurrent puts, removes and compactions in a child process, SIGKILL at a random moment
+//! (often mid-compaction), then reopen: no acknowledged write is lost, and no value or key comes
+//! back that a later acknowledged write replaced or removed.
+//!
+//! Each writer thread owns its keys and runs a fixed sequence of operations, so the state of
+//! its keys after a crash must be the state after its last acknowledged operation, or after the
+//! one operation it had in flight. 30 kills per run; `SEGLOG_CRASH_KILLS=N` runs N.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seglog::{Log, Options};
+use seglog_tests::{SplitMix64, pattern};
+
+const CHILD_ENV: &str = "SEGLOG_COMPACTION_CRASH_DIR";
+const WRITERS: u64 = 2;
+const KEYS_PER_WRITER: u64 = 60;
+
+fn options() -> Options {
+    Options::default()
+        .segment_bytes(16 * 1024)
+        .compact_dead_bytes(32 * 1024)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+}
+
+/// Operation `seq` of writer `writer` (a run's sequence numbers continue across kills).
+fn op(writer: u64, seq: u64) -> Op {
+    let key = format!("w{writer}-k{}", (seq * 7) % KEYS_PER_WRITER).into_bytes();
+    if seq % 5 == 4 {
+        Op::Remove(key)
+    } else {
+        Op::Put(key, pattern(writer, seq, 10 + (seq % 400) as usize))
+    }
+}
+
+/// The state of writer `writer`'s keys after its operations `0..=last` (none if `None`).
+fn state_after(writer: u64, last: Option<u64>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut state = BTreeMap::new();
+    if let Some(last) = last {
+        for seq in 0..=last {
+            match op(writer, seq) {
+                Op::Put(k, v) => {
+                    state.insert(k, v);
+                }
+                Op::Remove(k) => {
+                    state.remove(&k);
+                }
+            }
+        }
+    }
+    state
+}
+
+#[test]
+fn compaction_crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // Only runs as the parent's child process.
+    };
+    let log = Arc::new(Log::open_with(&dir, options()).unwrap());
+    let start: Vec<u64> = std::env::var("SEGLOG_CRASH_NEXT")
+        .unwrap()
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let compactor = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            // Bounded: the parent kills the child long before this ends.
+            for _ in 0..1_000_000 {
+                log.compact().unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (log, out) = (Arc::clone(&log), Arc::clone(&out));
+            let first = start[writer as usize];
+            std::thread::spawn(move || {
+                for seq in first..first + 10_000_000 {
+                    match op(writer, seq) {
+                        Op::Put(k, v) => {
+                            log.put(&k, &v).unwrap();
+                        }
+                        Op::Remove(k) => {
+                            log.remove(&k).unwrap();
+                        }
+                    }
+                    let mut out = out.lock().unwrap();
+                    writeln!(out, "ack {writer} {seq}").unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    compactor.join().unwrap();
+}
+
+#[test]
+fn sigkill_during_compaction_loses_and_resurrects_nothing() {
+    let kills: u64 = std::env::var("SEGLOG_CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(30);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = SplitMix64::new(0x5EED);
+    // Last acknowledged operation of each writer, across runs.
+    let mut acked: Vec<Option<u64>> = vec![None; WRITERS as usize];
+    let mut first_segment = 0;
+    for run in 0..kills {
+        let next: Vec<String> = acked
+            .iter()
+            .map(|a| a.map_or(0, |s| s + 1).to_string())
+            .collect();
+        // The previous run may have died with one operation in flight: the log may hold its
+        // effect. Continuing from after the last acknowledged op re-applies it, which keeps
+        // the per-key sequence deterministic.
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "compaction_crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .env("SEGLOG_CRASH_NEXT", next.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        let kill_after = Duration::from_millis(rng.range(20, 250));
+        let started = Instant::now();
+        while started.elapsed() < kill_after {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for line in reader.join().unwrap() {
+            let nums: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if let [writer, seq] = nums[..] {
+                let slot = &mut acked[writer as usize];
+                assert!(slot.is_none_or(|s| seq == s + 1), "acks out of order");
+                *slot = Some(seq);
+            }
+        }
+
+        let log = Log::open_with(dir.path(), options().auto_compact(false)).unwrap();
+        assert!(
+            log.recovery_report().corrupt.is_empty(),
+            "run {run}: {:?}",
+            log.recovery_report()
+        );
+        let all: BTreeMap<Vec<u8>, Vec<u8>> = log.iter().collect();
+        for writer in 0..WRITERS {
+            let prefix = format!("w{writer}-").into_bytes();
+            let actual: BTreeMap<_, _> = all
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let last = acked[writer as usize];
+            let after_acked = state_after(writer, last);
+            let after_in_flight = state_after(writer, Some(last.map_or(0, |s| s + 1)));
+            assert!(
+                actual == after_acked || actual == after_in_flight,
+                "run {run}: writer {writer}'s keys are neither the state after its last \
+                 acknowledged op ({last:?}) nor after the next one"
+            );
+        }
+        assert_eq!(
+            all.len(),
+            all.keys().filter(|k| k.starts_with(b"w")).count(),
+            "run {run}: keys nobody wrote"
+        );
+        // If the in-flight op took effect, count it as done so the next run continues after it.
+        for writer in 0..WRITERS {
+            let last = acked[writer as usize];
+            let next = last.map_or(0, |s| s + 1);
+            let prefix = format!("w{writer}-").into_bytes();
+            let actual: BTreeMap<_, _> = all
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if actual != state_after(writer, last) && actual == state_after(writer, Some(next)) {
+                acked[writer as usize] = Some(next);
+            }
+        }
+        first_segment = log.append_log().first_segment();
+    }
+    assert!(
+        acked.iter().all(|a| a.is_some_and(|s| s > 100)),
+        "too little progress: {acked:?}"
+    );
+    assert!(
+        first_segment > 10,
+        "compaction never reclaimed the oldest segments"
+    );
+    eprintln!("{kills} kills; last acked {acked:?}; oldest segment now {first_segment}");
+}
