@@ -140,12 +140,16 @@ impl Log {
             index_options.initial_capacity = index_options.initial_capacity.max(needed);
             let _ = index.set(Index::new(index_options));
         };
+        // One pin for the whole rebuild: the per-record pins below nest in it and cost a
+        // counter increment each.
+        let outer = epoch::pin();
         let (log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
             let guard = epoch::pin();
             let index = index.get().expect("sized before the first record");
             log.note_segment_version(record.position, record.version, &guard);
             install(index, log, record.into(), &live_bytes, &guard);
         })?;
+        drop(outer);
         let index = index
             .into_inner()
             .unwrap_or_else(|| Index::new(index_options(&options)));
