@@ -40,6 +40,9 @@ use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, Backoff, Ordering};
 use crate::tail::{Reserved, SEGMENT_ID_BITS, Tail};
 
+/// Retired segment files kept for reuse instead of deleted.
+const RECYCLED_SEGMENTS: usize = 16;
+
 /// Bits of a position available for the segment id and offset together: positions are kept
 /// below 2^51 so the index can store `position >> 3` in 48 bits.
 pub(crate) const POSITION_BITS: u32 = 51;
@@ -128,6 +131,8 @@ pub struct AppendLog {
     /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
     /// commit). Never taken by appends or reads.
     sync_lock: std::sync::Mutex<()>,
+    /// Retired segment files kept for reuse.
+    recycle: std::sync::Arc<crate::segment::RecyclePool>,
     /// Loom only: cloned into every segment this log creates, so the models can count live
     /// segments and loom's leak check reports one that is never dropped.
     #[cfg(seglog_loom)]
@@ -167,6 +172,7 @@ impl AppendLog {
             synced: AtomicU64::new(0),
             unsynced_segments: AtomicU64::new(0),
             sync_lock: std::sync::Mutex::new(()),
+            recycle: std::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
             #[cfg(seglog_loom)]
             segment_token: crate::sync::Arc::new(()),
         }
@@ -528,8 +534,14 @@ impl AppendLog {
                 Ok(segment)
             }
             Storage::Dir { path, prefault } => {
-                let segment =
-                    Segment::create_file(path, id, self.segment_bytes, random_salt(), *prefault)?;
+                let segment = Segment::create_file(
+                    path,
+                    id,
+                    self.segment_bytes,
+                    random_salt(),
+                    *prefault,
+                    &self.recycle,
+                )?;
                 // Relaxed: read under `sync_lock` by `sync`, which only needs to see it
                 // eventually for segments it flushes (those are installed, published through
                 // the tail's Release/Acquire).
@@ -744,6 +756,16 @@ impl AppendLog {
                 Ok(None) | Err(_) => return position,
             }
         }
+    }
+
+    /// Retired segment files kept for reuse.
+    pub(crate) fn recycle_pool(&self) -> &std::sync::Arc<crate::segment::RecyclePool> {
+        &self.recycle
+    }
+
+    /// Bytes of segment files on disk: the log's segments and the retired files kept for reuse.
+    pub fn disk_bytes(&self) -> u64 {
+        (self.segment_count() + self.recycle.len() as u64) * self.segment_bytes
     }
 
     pub(crate) fn directory(&self) -> &Directory {

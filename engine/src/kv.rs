@@ -393,6 +393,10 @@ impl Drop for Log {
     }
 }
 
+/// How far behind the tail a sealed segment must be before the background thread writes its
+/// hint file.
+const HINT_LAG_BYTES: u64 = 8 << 20;
+
 /// The background thread of a file-backed log: writes hint files for sealed segments and, with
 /// [`SyncPolicy::IntervalMs`], syncs on that interval. It never touches the write path.
 struct Maintenance {
@@ -423,7 +427,10 @@ impl Maintenance {
                     inner.maybe_compact();
                     let (tail_segment, _) = inner.log.split(inner.log.tail_position());
                     next_hint = next_hint.max(inner.log.first_segment());
-                    while next_hint < tail_segment {
+                    // Hints only for segments at least HINT_LAG_BYTES behind the tail: younger
+                    // ones are often still being emptied by overwrites and compacted soon.
+                    let lag = (HINT_LAG_BYTES / inner.log.segment_bytes()).max(1);
+                    while next_hint + lag <= tail_segment {
                         match write_hint(&inner.log, next_hint, true) {
                             Ok(HintOutcome::NotReady) => break,
                             Ok(_) => next_hint += 1,

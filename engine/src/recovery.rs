@@ -115,6 +115,11 @@ pub(crate) fn open_dir(
         if name == LOCK_FILE {
             continue;
         }
+        if name.ends_with(".seg.free") {
+            // A retired segment file kept for reuse: holds nothing of the log.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
         if let Some(id) = crate::hints::parse_hint_file_name(&name) {
             // Hints are checked when their segment is opened; a leftover temporary is removed.
             if name.ends_with(".tmp") {

@@ -69,6 +69,8 @@ pub(crate) struct Segment {
     min_version: AtomicU64,
     /// Set when compaction retires the segment: its file (and hint) are deleted when it drops.
     delete_on_drop: std::sync::atomic::AtomicBool,
+    /// Where a retired segment's file waits to be reused once the segment is unmapped.
+    recycle: std::sync::Mutex<Option<(PathBuf, std::sync::Arc<RecyclePool>)>>,
     #[cfg(seglog_loom)]
     commit_words: Box<[AtomicU64]>,
     #[cfg(seglog_loom)]
@@ -101,6 +103,7 @@ impl Segment {
             live_bytes: AtomicU64::new(0),
             min_version: AtomicU64::new(u64::MAX),
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
+            recycle: std::sync::Mutex::new(None),
             #[cfg(seglog_loom)]
             commit_words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
             #[cfg(seglog_loom)]
@@ -126,15 +129,26 @@ impl Segment {
     }
 
     /// Creates the file for segment `id` in `dir` at full size (blocks allocated, so later
-    /// writes through the mapping cannot hit a full disk), maps it, and writes its header.
+    /// writes through the mapping cannot hit a full disk), maps it, and writes its header. A
+    /// retired segment's file is reused when `pool` has one.
     pub(crate) fn create_file(
         dir: &Path,
         id: u64,
         segment_bytes: u64,
         salt: u32,
         prefault: bool,
+        pool: &RecyclePool,
     ) -> Result<Self> {
         let path = dir.join(segment_file_name(id));
+        if let Some(free) = pool.take() {
+            match Self::reuse_file(&free, &path, id, segment_bytes, salt, prefault) {
+                Ok(segment) => return Ok(segment),
+                // Could not reuse it: drop it and create a fresh file.
+                Err(_) => {
+                    let _ = std::fs::remove_file(&free);
+                }
+            }
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -151,6 +165,37 @@ impl Segment {
         let header = SegmentHeader::new(id, segment_bytes, salt);
         // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
         unsafe { segment.write(0, header.as_bytes()) };
+        Ok(segment)
+    }
+
+    /// Turns a retired segment's file into segment `id`: zeroes it, writes the new header, and
+    /// only then renames it into place, so a crash leaves either a `.seg.free` file (removed at
+    /// open) or a valid empty segment.
+    fn reuse_file(
+        free: &Path,
+        path: &Path,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        prefault: bool,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(free)
+            .map_err(|e| Error::io(free, e))?;
+        zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
+        fs4::FileExt::allocate(&file, segment_bytes)
+            .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
+        let mut segment =
+            Self::map_file(file, free.to_path_buf(), id, segment_bytes, salt, prefault)?;
+        let header = SegmentHeader::new(id, segment_bytes, salt);
+        // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
+        unsafe { segment.write(0, header.as_bytes()) };
+        std::fs::rename(free, path).map_err(|e| Error::io(path, e))?;
+        if let Backing::File { path: p, .. } = &mut segment.backing {
+            *p = path.to_path_buf();
+        }
         Ok(segment)
     }
 
@@ -233,11 +278,27 @@ impl Segment {
         self.min_version.fetch_min(version, Ordering::Release);
     }
 
-    /// Marks the segment's file (and hint file) for deletion when the segment is dropped.
-    pub(crate) fn delete_on_drop(&self) {
-        // std atomic, Relaxed: read only by `drop`, which has exclusive access.
-        self.delete_on_drop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    /// Retires the segment's file: renames it aside for reuse if `pool` has room (it joins the
+    /// pool once the segment is unmapped), otherwise deletes it. Its hint goes either way.
+    pub(crate) fn retire_file(&self, pool: &std::sync::Arc<RecyclePool>) {
+        let Backing::File { path, .. } = &self.backing else {
+            return;
+        };
+        let _ = std::fs::remove_file(path.with_extension("hint"));
+        let aside = path.with_extension("seg.free");
+        if pool.reserve() && std::fs::rename(path, &aside).is_ok() {
+            *self
+                .recycle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((aside, std::sync::Arc::clone(pool)));
+        } else {
+            // Unlinking a mapped file is fine: the blocks go when the mapping does.
+            let _ = std::fs::remove_file(path);
+            // std atomic, Relaxed: read only by `drop`, which has exclusive access.
+            self.delete_on_drop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The file behind the segment, if it has one.
@@ -345,6 +406,17 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        let recycle = self
+            .recycle
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((aside, pool)) = recycle {
+            // Nobody can read this mapping any more (we are dropping it), so the file may be
+            // zeroed and reused from now on.
+            pool.put(aside);
+            return;
+        }
         if !*self.delete_on_drop.get_mut() {
             return;
         }
@@ -378,6 +450,84 @@ fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> Error {
     } else {
         Error::io(path, e)
     }
+}
+
+/// Retired segment files waiting to be reused, so a busy log does not create and delete a file
+/// per segment (inode allocation dominates segment creation on some file systems). Holds at
+/// most `limit` files, counting those reserved by segments not yet unmapped.
+#[derive(Debug)]
+pub(crate) struct RecyclePool {
+    files: std::sync::Mutex<(Vec<PathBuf>, usize)>,
+    limit: usize,
+}
+
+impl RecyclePool {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            files: std::sync::Mutex::new((Vec::new(), 0)),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<PathBuf>, usize)> {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Claims room for one more file; `false` if the pool is full.
+    fn reserve(&self) -> bool {
+        let mut files = self.lock();
+        if files.0.len() + files.1 >= self.limit {
+            return false;
+        }
+        files.1 += 1;
+        true
+    }
+
+    /// Adds a reserved file, now unmapped.
+    fn put(&self, path: PathBuf) {
+        let mut files = self.lock();
+        files.1 -= 1;
+        files.0.push(path);
+    }
+
+    fn take(&self) -> Option<PathBuf> {
+        self.lock().0.pop()
+    }
+
+    /// Files in the pool or on their way to it.
+    pub(crate) fn len(&self) -> usize {
+        let files = self.lock();
+        files.0.len() + files.1
+    }
+}
+
+/// Zeroes a file's first `len` bytes: punches a hole (no data written), or writes zeros where
+/// the file system cannot.
+fn zero_file(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is open for writing.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            len as libc::off_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The segment header size as a `usize` offset.

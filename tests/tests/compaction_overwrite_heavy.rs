@@ -20,8 +20,9 @@ fn segment_file_bytes(dir: &Path) -> u64 {
         .unwrap()
         .filter_map(|e| {
             let path = e.unwrap().path();
-            path.extension()
-                .is_some_and(|x| x == "seg")
+            // Segments, and retired segment files kept for reuse (`*.seg.free`).
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name.ends_with(".seg") || name.ends_with(".seg.free"))
                 .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
         })
         .sum()

@@ -93,88 +93,27 @@ impl Index {
             let mut entry = slot.load();
             loop {
                 migrating |= entry.is_frozen();
-                if migrating {
+                let attempt = if migrating {
                     match self.move_on_at(table, slot, entry, write, source, guard) {
                         MoveOn::Go(next) => return Step::Next(next),
-                        MoveOn::Reexamine(now) => {
-                            entry = now;
-                            continue;
-                        }
+                        MoveOn::Reexamine(now) => Err(now),
                         MoveOn::NotHere => break,
                     }
-                }
-                if entry.is_vacant() {
+                } else if entry.is_vacant() {
                     // K is not in the table (invariant 1).
-                    let WriteOp::Upsert { live, .. } = write.op else {
-                        return Step::Done(WriteOutcome::Relocated(false));
-                    };
-                    let before = table.reserve_slot();
-                    if before >= table.admission_limit() && !self.chain.is_root(table, guard) {
-                        // A migration target near its admission bound (invariant 5).
-                        table.release_slot();
-                        self.finish_migration(source, guard);
-                        return Step::Restart;
-                    }
-                    match slot.compare_exchange(entry, write.new) {
-                        Ok(()) => {
-                            self.after_claim(table, before + 1, source, guard);
-                            self.account_install(None, live);
-                            let upserted = Upserted::Installed { replaced: None };
-                            return Step::Done(WriteOutcome::Upserted(upserted));
-                        }
-                        Err(now) => {
-                            table.release_slot();
-                            entry = now;
-                            continue;
-                        }
-                    }
-                }
-                let Some(current) = resolve_if_key(entry, write.hash, write.key, source, guard)
-                else {
+                    self.claim_vacant(table, slot, entry, write, source, guard)
+                } else if let Some(current) =
+                    resolve_if_key(entry, write.hash, write.key, source, guard)
+                {
+                    self.write_at_key(slot, entry, current.version, current.live, write)
+                        .map(Step::Done)
+                } else {
                     break;
                 };
-                let current_address = entry.address().expect("a key's entry has an address");
-                let new_address = write.new.address().expect("a new entry has an address");
-                match write.op {
-                    WriteOp::Upsert { version, live } => {
-                        if (current.version, current_address) >= (version, new_address) {
-                            let upserted = Upserted::Superseded {
-                                current: current_address,
-                            };
-                            return Step::Done(WriteOutcome::Upserted(upserted));
-                        }
-                        let replaced = Some(Previous {
-                            address: current_address,
-                            live: current.live,
-                        });
-                        if broken_blind_index_store() {
-                            slot.store_blind(write.new);
-                            self.account_install(replaced, live);
-                            let upserted = Upserted::Installed { replaced };
-                            return Step::Done(WriteOutcome::Upserted(upserted));
-                        }
-                        match slot.compare_exchange(entry, write.new) {
-                            Ok(()) => {
-                                self.account_install(replaced, live);
-                                let upserted = Upserted::Installed { replaced };
-                                return Step::Done(WriteOutcome::Upserted(upserted));
-                            }
-                            Err(now) => entry = now,
-                        }
-                    }
-                    WriteOp::Relocate { old_address } => {
-                        if current_address != old_address {
-                            return Step::Done(WriteOutcome::Relocated(false));
-                        }
-                        if broken_blind_relocate() {
-                            slot.store_blind(write.new);
-                            return Step::Done(WriteOutcome::Relocated(true));
-                        }
-                        match slot.compare_exchange(entry, write.new) {
-                            Ok(()) => return Step::Done(WriteOutcome::Relocated(true)),
-                            Err(now) => entry = now,
-                        }
-                    }
+                match attempt {
+                    Ok(step) => return step,
+                    // A CAS lost, or the slot changed: look at the same slot again.
+                    Err(now) => entry = now,
                 }
             }
         }
@@ -183,6 +122,84 @@ impl Index {
         } else {
             // Every slot holds another key: K is not here and cannot be added.
             Step::Next(self.grow(table, source, guard))
+        }
+    }
+
+    /// At the first vacant slot of K's probe in an unfrozen stretch: an upsert claims it for K, a
+    /// relocation reports K absent. `Err` carries what the slot holds after a lost CAS.
+    fn claim_vacant<'g, S: RecordSource>(
+        &self,
+        table: TablePtr<'g>,
+        slot: &Slot,
+        vacant: Entry,
+        write: &Write<'_>,
+        source: &S,
+        guard: &Guard,
+    ) -> Result<Step<'g>, Entry> {
+        let WriteOp::Upsert { live, .. } = write.op else {
+            return Ok(Step::Done(WriteOutcome::Relocated(false)));
+        };
+        let before = table.reserve_slot();
+        if before >= table.admission_limit() && !self.chain.is_root(table, guard) {
+            // A migration target at its bound for new keys (invariant 5): finish the migration,
+            // which makes the target the root, and start over.
+            table.release_slot();
+            self.finish_migration(source, guard);
+            return Ok(Step::Restart);
+        }
+        if let Err(now) = slot.compare_exchange(vacant, write.new) {
+            table.release_slot();
+            return Err(now);
+        }
+        self.after_claim(table, before + 1, source, guard);
+        self.account_install(None, live);
+        let upserted = Upserted::Installed { replaced: None };
+        Ok(Step::Done(WriteOutcome::Upserted(upserted)))
+    }
+
+    /// At K's unfrozen slot holding `current` (a record of `current_version`, live or not):
+    /// compare and CAS. `Err` carries what the slot holds after a lost CAS.
+    fn write_at_key(
+        &self,
+        slot: &Slot,
+        current: Entry,
+        current_version: u64,
+        current_live: bool,
+        write: &Write<'_>,
+    ) -> Result<WriteOutcome, Entry> {
+        let current_address = current.address().expect("a key's entry has an address");
+        let new_address = write.new.address().expect("a new entry has an address");
+        match write.op {
+            WriteOp::Upsert { version, live } => {
+                if (current_version, current_address) >= (version, new_address) {
+                    let superseded = Upserted::Superseded {
+                        current: current_address,
+                    };
+                    return Ok(WriteOutcome::Upserted(superseded));
+                }
+                if !broken_blind_index_store() {
+                    slot.compare_exchange(current, write.new)?;
+                } else {
+                    slot.store_blind(write.new);
+                }
+                let replaced = Some(Previous {
+                    address: current_address,
+                    live: current_live,
+                });
+                self.account_install(replaced, live);
+                Ok(WriteOutcome::Upserted(Upserted::Installed { replaced }))
+            }
+            WriteOp::Relocate { old_address } => {
+                if current_address != old_address {
+                    return Ok(WriteOutcome::Relocated(false));
+                }
+                if !broken_blind_relocate() {
+                    slot.compare_exchange(current, write.new)?;
+                } else {
+                    slot.store_blind(write.new);
+                }
+                Ok(WriteOutcome::Relocated(true))
+            }
         }
     }
 
