@@ -93,9 +93,9 @@ impl Directory {
     }
 
     /// Installs `segment` at its id. Returns it back if the slot is taken or out of range.
-    pub(crate) fn install(&self, segment: Segment, guard: &Guard) -> Result<(), Segment> {
+    pub(crate) fn install(&self, segment: Segment, guard: &Guard) -> Result<(), Box<Segment>> {
         let Some(slot) = self.slot(segment.id(), guard, true) else {
-            return Err(segment);
+            return Err(Box::new(segment));
         };
         // Release: publishes the segment's header and fields to the Acquire load in `get`.
         slot.compare_exchange(
@@ -109,7 +109,7 @@ impl Directory {
             // Relaxed: a statistic.
             self.count.fetch_add(1, Ordering::Relaxed);
         })
-        .map_err(|race| *race.new.into_box())
+        .map_err(|race| race.new.into_box())
     }
 
     /// Segments installed and not removed.
