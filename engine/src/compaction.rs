@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use seglog_format::RecordKind;
 
-use crate::appendlog::{AppendLog, read_record};
+use crate::appendlog::{AppendLog, Appended, RecordRef, read_record};
 use crate::error::Result;
 use crate::index::Index;
 use crate::segment::FIRST_RECORD_OFFSET;
@@ -228,33 +228,12 @@ impl Compactor {
             }
         }
         for record in records {
-            if index.get(record.key, log, &guard) != Some(record.position) {
-                continue; // Dead: a newer record of the key is current.
-            }
-            let copy = log.append_record(
-                record.kind,
-                record.key,
-                record.value.len(),
-                Some(record.version),
-                |buf| buf.copy_from_slice(record.value),
-            )?;
-            if replace(
-                index,
-                record.key,
-                record.position,
-                copy.position,
-                log,
-                &guard,
-            ) {
-                let bytes = i64::from(record.record_bytes);
-                segment.add_live_bytes(-bytes);
-                log.add_segment_live_bytes(copy.position, bytes, &guard);
+            if let Some(copy) = relocate_record(log, index, &record, &guard)? {
                 // Relaxed: statistics.
                 self.records_relocated.fetch_add(1, Ordering::Relaxed);
                 self.bytes_relocated
                     .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
             }
-            // Otherwise a concurrent write of the key won, and the copy is dead on arrival.
         }
         log.note_reclaimed_record_bytes(record_bytes_total);
         let safe = Arc::new(AtomicBool::new(false));
@@ -325,6 +304,42 @@ impl Compactor {
         self.running.store(false, Ordering::Release);
         result.map(|_| ())
     }
+}
+
+/// Relocates one record if the index still points at it: appends a copy with the record's
+/// version and switches the index from the record to the copy only if it still points at the
+/// record. Returns the copy if the switch happened (the live bytes move with it); a copy that
+/// lost to a concurrent write is left dead.
+pub(crate) fn relocate_record(
+    log: &AppendLog,
+    index: &Index,
+    record: &RecordRef<'_>,
+    guard: &Guard,
+) -> Result<Option<Appended>> {
+    if index.get(record.key, log, guard) != Some(record.position) {
+        return Ok(None); // Dead: a newer record of the key is current.
+    }
+    let copy = log.append_record(
+        record.kind,
+        record.key,
+        record.value.len(),
+        Some(record.version),
+        |buf| buf.copy_from_slice(record.value),
+    )?;
+    if !replace(
+        index,
+        record.key,
+        record.position,
+        copy.position,
+        log,
+        guard,
+    ) {
+        return Ok(None);
+    }
+    let bytes = i64::from(record.record_bytes);
+    log.add_segment_live_bytes(record.position, -bytes, guard);
+    log.add_segment_live_bytes(copy.position, bytes, guard);
+    Ok(Some(copy))
 }
 
 /// The index switch of a relocation.

@@ -369,6 +369,25 @@ impl Log {
             .run_now(&self.inner.log, &self.inner.index)
     }
 
+    /// Relocates the current record of `key` the way compaction does (a copy with the same
+    /// version at the head, switched in only if the index still points at the original).
+    /// Returns the copy's position if it was switched in. For the loom models and tests.
+    #[doc(hidden)]
+    pub fn __relocate(&self, key: &[u8]) -> Result<Option<u64>> {
+        let guard = epoch::pin();
+        let Some(address) = self.inner.index.get(key, &self.inner.log, &guard) else {
+            return Ok(None);
+        };
+        let record = self.inner.log.read(address, &guard)?;
+        let copy = crate::compaction::relocate_record(
+            &self.inner.log,
+            &self.inner.index,
+            &record,
+            &guard,
+        )?;
+        Ok(copy.map(|c| c.position))
+    }
+
     /// Writes the hint files of all sealed segments whose records are all published (the
     /// background thread does this on its own; this does it now, for tools and benchmarks).
     pub fn write_hints(&self) -> Result<()> {
