@@ -2,7 +2,7 @@
 //! a populated directory. Opening never panics, every value returned is one that was written
 //! for its key, and every record a flip damaged is reported (or, strict, refused by name).
 //!
-//! `SEGLOG_CORRUPTION_ROUNDS=N` runs N rounds (default 300).
+//! `SEGLOG_CORRUPTION_ROUNDS=N` runs N rounds (default 600, about 2,500 bit flips).
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -218,7 +218,7 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
     let rounds: u64 = std::env::var("SEGLOG_CORRUPTION_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(600);
     let pristine = build_pristine();
     let mut rng = SplitMix64::new(0xBAD_5EED);
     let (mut flips_total, mut reported_total) = (0usize, 0usize);
