@@ -206,6 +206,13 @@ impl AppendLog {
     }
 
     /// Sets where writing resumes after recovery, and where scans start.
+    /// Records that everything below the tail is durable (after recovery synced the file
+    /// system).
+    pub(crate) fn mark_synced_to_tail(&self) {
+        // Relaxed: nothing else runs yet; later `sync` calls read it under `sync_lock`.
+        self.synced.store(self.tail_position(), Ordering::Relaxed);
+    }
+
     pub(crate) fn set_recovered_tail(&self, segment: u64, offset: u64, first_segment: u64) {
         self.tail
             .store(Tail::new(segment, offset).raw(), Ordering::Release);
@@ -246,14 +253,14 @@ impl AppendLog {
 
     /// Appends a put record of `key` and `value`.
     pub fn append(&self, key: &[u8], value: &[u8]) -> Result<Appended> {
-        self.append_record(RecordKind::Put, key, value.len(), None, |buf| {
+        self.append_record(RecordKind::Put, key, value.len(), None, false, |buf| {
             buf.copy_from_slice(value);
         })
     }
 
     /// Appends a tombstone for `key`.
     pub fn append_tombstone(&self, key: &[u8]) -> Result<Appended> {
-        self.append_record(RecordKind::Tombstone, key, 0, None, |_| {})
+        self.append_record(RecordKind::Tombstone, key, 0, None, false, |_| {})
     }
 
     /// Appends a put record of `key` with a `value_len`-byte value that `fill` writes in place,
@@ -268,7 +275,7 @@ impl AppendLog {
         value_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Appended> {
-        self.append_record(RecordKind::Put, key, value_len, None, fill)
+        self.append_record(RecordKind::Put, key, value_len, None, false, fill)
     }
 
     /// Checks a record's sizes before anything is reserved, so bad input changes nothing.
@@ -291,12 +298,18 @@ impl AppendLog {
     }
 
     /// Appends one record. `version` is the record's version, or `None` to use its position.
+    ///
+    /// With `hold`, the record's segment counts it as *awaiting its index install* from before
+    /// it is published until the caller calls [`AppendLog::release_hold`]: compaction leaves a
+    /// segment alone while any record in it is published but not yet installed (it would look
+    /// dead, and the install would then point into a retired segment).
     pub(crate) fn append_record(
         &self,
         kind: RecordKind,
         key: &[u8],
         value_len: usize,
         version: Option<u64>,
+        hold: bool,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Appended> {
         debug_assert!(matches!(kind, RecordKind::Put | RecordKind::Tombstone));
@@ -346,6 +359,10 @@ impl AppendLog {
         .sealed(key, value);
         // SAFETY: as above.
         unsafe { segment.write(offset + RecordHeader::COMMIT_BYTES, header.body_bytes()) };
+        if hold {
+            // Before the publish: a compactor that sees the record published sees the hold.
+            segment.hold_install();
+        }
         publish(segment, offset, header.commit_word());
         // Relaxed: statistics only.
         self.counters.records.fetch_add(1, Ordering::Relaxed);
@@ -627,6 +644,17 @@ impl AppendLog {
     pub fn first_segment(&self) -> u64 {
         // Acquire: pairs with the Release store in `set_recovered_tail`.
         self.first_segment.load(Ordering::Acquire)
+    }
+
+    /// Ends the hold `append_record(.., hold: true, ..)` took on the record at `position`, once
+    /// its index install is done.
+    pub(crate) fn release_hold(&self, position: u64) {
+        let guard = crate::sync::epoch::pin();
+        let segment = self
+            .directory
+            .get(self.split(position).0, &guard)
+            .expect("a held segment is never retired");
+        segment.release_install();
     }
 
     /// Adds `delta` to the live bytes of the segment holding `position`.

@@ -227,6 +227,11 @@ impl Compactor {
                 Ok(None) | Err(_) => return Ok(false),
             }
         }
+        // Every record is published; a writer may still be installing one (it would look dead
+        // now and point the index into this segment after it is retired). Come back later.
+        if segment.installs_pending() {
+            return Ok(false);
+        }
         for record in records {
             if let Some(copy) = relocate_record(log, index, &record, &guard)? {
                 // Relaxed: statistics.
@@ -324,16 +329,19 @@ pub(crate) fn relocate_record(
         record.key,
         record.value.len(),
         Some(record.version),
+        true,
         |buf| buf.copy_from_slice(record.value),
     )?;
-    if !replace(
+    let switched = replace(
         index,
         record.key,
         record.position,
         copy.position,
         log,
         guard,
-    ) {
+    );
+    log.release_hold(copy.position);
+    if !switched {
         return Ok(None);
     }
     let bytes = i64::from(record.record_bytes);

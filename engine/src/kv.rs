@@ -7,12 +7,17 @@
 //! slower writer never overwrites a newer one). Recovery replays the log through the same
 //! rule, so reopening shows exactly the state that was visible before.
 //!
-//! `put` linearizes at its index install, or, if a newer record of the key won, just before that
-//! record's install. `remove` first reads the key: if it is absent it returns `false` without
-//! writing anything (linearized at that read). Otherwise it appends a tombstone and installs it;
-//! if a newer record of the key beat the tombstone, the tombstone is dead on arrival (it can
-//! never become current, in memory or after recovery) and the remove starts over against the
-//! newer record, so `existed` always describes the value the tombstone actually replaced.
+//! `put` linearizes at its index install, or, if a newer *put* of the key won, just before that
+//! put's install. If a newer *tombstone* won, the remove that wrote it never saw this put, so
+//! the put appends its value again (a newer version) and installs that: it takes effect after
+//! the remove. `remove` first reads the key: if it is absent it returns `false` without writing
+//! anything (linearized at that read). Otherwise it appends a tombstone and installs it; if a
+//! newer record of the key beat the tombstone, the tombstone is dead on arrival (it can never
+//! become current, in memory or after recovery) and the remove starts over against the newer
+//! record, so `existed` always describes the value the tombstone actually replaced.
+//!
+//! Every write holds its segment from publish to install, so compaction never takes a record
+//! that is published but not yet in the index for dead.
 
 use std::path::Path;
 
@@ -192,11 +197,16 @@ impl Log {
 
     /// Stores `value` under `key` and returns the new record's version. When it returns, the
     /// value is visible to `get` on every thread (unless a concurrent `put` or `remove` of the
-    /// same key with a higher version already replaced it).
+    /// same key replaced it meanwhile).
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
-        let appended = self.inner.log.append(key, value)?;
-        self.install_appended(key, RecordKind::Put, appended)?;
-        Ok(appended.version)
+        let append = || {
+            self.inner
+                .log
+                .append_record(RecordKind::Put, key, value.len(), None, true, |buf| {
+                    buf.copy_from_slice(value);
+                })
+        };
+        self.put_appended(key, append()?, |_| append())
     }
 
     /// Stores a `value_len`-byte value under `key`, written in place by `fill` (zero-copy). If
@@ -207,17 +217,54 @@ impl Log {
         value_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<u64> {
-        let appended = self.inner.log.append_with(key, value_len, fill)?;
-        self.install_appended(key, RecordKind::Put, appended)?;
-        Ok(appended.version)
+        let first =
+            self.inner
+                .log
+                .append_record(RecordKind::Put, key, value_len, None, true, fill)?;
+        // A retry copies the value this call already wrote into the log.
+        let again = |previous: Appended| {
+            let guard = epoch::pin();
+            let value = self.inner.log.read(previous.position, &guard)?.value;
+            self.inner
+                .log
+                .append_record(RecordKind::Put, key, value_len, None, true, |buf| {
+                    buf.copy_from_slice(value);
+                })
+        };
+        self.put_appended(key, first, again)
     }
 
+    /// Installs a put, retrying past a tombstone that beat it.
+    ///
+    /// A put that loses to a higher *put* is simply overwritten (the higher version wins). A
+    /// put that loses to a higher *tombstone* is different: that remove read the key before this
+    /// put was installed, so it cannot have removed it (it may even have reported the key
+    /// absent). The put then takes effect after the remove: it appends its value again, with a
+    /// newer version, and installs that.
+    fn put_appended(
+        &self,
+        key: &[u8],
+        mut appended: Appended,
+        mut again: impl FnMut(Appended) -> Result<Appended>,
+    ) -> Result<u64> {
+        loop {
+            match self.install_appended(key, RecordKind::Put, appended)? {
+                Outcome::Superseded { by_tombstone: true } => appended = again(appended)?,
+                Outcome::Installed { .. } | Outcome::Superseded { .. } => {
+                    return Ok(appended.version);
+                }
+            }
+        }
+    }
+
+    /// Installs a record appended with a hold, releases the hold, and runs the write's
+    /// follow-ups (automatic compaction, the `EveryWrite` sync).
     fn install_appended(
         &self,
         key: &[u8],
         kind: RecordKind,
         appended: Appended,
-    ) -> Result<Upserted> {
+    ) -> Result<Outcome> {
         let guard = epoch::pin();
         let record = Published {
             key,
@@ -226,19 +273,31 @@ impl Log {
             kind,
             record_bytes: appended.record_bytes,
         };
-        let result = install(
+        let outcome = match install(
             &self.inner.index,
             &self.inner.log,
             record,
             &self.inner.live_bytes,
             &guard,
-        );
+        ) {
+            Upserted::Installed { replaced } => Outcome::Installed {
+                replaced_live: replaced.is_some_and(|previous| previous.live),
+            },
+            Upserted::Superseded { current } => Outcome::Superseded {
+                by_tombstone: self
+                    .inner
+                    .log
+                    .read(current, &guard)
+                    .is_ok_and(|r| r.kind == RecordKind::Tombstone),
+            },
+        };
+        self.inner.log.release_hold(appended.position);
         drop(guard);
         self.inner.maybe_compact();
         if self.inner.sync_policy == SyncPolicy::EveryWrite {
             self.sync()?;
         }
-        Ok(result)
+        Ok(outcome)
     }
 
     /// The current value of `key`, copied out.
@@ -268,13 +327,14 @@ impl Log {
                     return Ok(false);
                 }
             }
-            let appended = self.inner.log.append_tombstone(key)?;
+            let appended =
+                self.inner
+                    .log
+                    .append_record(RecordKind::Tombstone, key, 0, None, true, |_| {})?;
             match self.install_appended(key, RecordKind::Tombstone, appended)? {
-                Upserted::Installed { replaced } => {
-                    return Ok(replaced.is_some_and(|previous| previous.live));
-                }
+                Outcome::Installed { replaced_live } => return Ok(replaced_live),
                 // A newer record of this key won; our tombstone is dead. Start over against it.
-                Upserted::Superseded { .. } => {}
+                Outcome::Superseded { .. } => {}
             }
         }
     }
@@ -509,6 +569,15 @@ impl std::fmt::Debug for Log {
             .field("keys", &self.len())
             .finish_non_exhaustive()
     }
+}
+
+/// How a write's install went.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// The record is current; the record it replaced was a put.
+    Installed { replaced_live: bool },
+    /// A record with a higher version was current; it is a tombstone.
+    Superseded { by_tombstone: bool },
 }
 
 /// What the index and the space accounting need to know of a published record.

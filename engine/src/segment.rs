@@ -46,8 +46,8 @@ enum Backing {
     File {
         map: MmapRaw,
         path: PathBuf,
-        // Kept open for the life of the mapping (flushes, and so the file stays allocated).
-        _file: File,
+        // The file descriptor is closed once mapped: the mapping keeps the file, msync needs no
+        // descriptor, and a log of thousands of segments must not hold thousands of them.
     },
     Heap {
         // `u64` so the memory is 8-byte aligned, like a page-aligned mapping.
@@ -64,6 +64,9 @@ pub(crate) struct Segment {
     backing: Backing,
     /// Bytes of this segment's records that the index points at (compaction's live ratio).
     live_bytes: AtomicU64,
+    /// Records published here whose index install has not finished (see
+    /// `AppendLog::append_record`'s `hold`).
+    pending_installs: AtomicU64,
     /// The lowest version of any record in the segment (`u64::MAX` if none): a tombstone may
     /// be dropped only when no segment holds anything older.
     min_version: AtomicU64,
@@ -101,6 +104,7 @@ impl Segment {
             base,
             backing,
             live_bytes: AtomicU64::new(0),
+            pending_installs: AtomicU64::new(0),
             min_version: AtomicU64::new(u64::MAX),
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
             recycle: std::sync::Mutex::new(None),
@@ -217,23 +221,31 @@ impl Segment {
         salt: u32,
         prefault: bool,
     ) -> Result<Self> {
-        let mut options = MmapOptions::new();
-        options.len(segment_bytes as usize);
-        if prefault {
-            options.populate();
-        }
-        let map = options.map_raw(&file).map_err(|e| Error::io(&path, e))?;
+        let map = MmapOptions::new()
+            .len(segment_bytes as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io(&path, e))?;
         let base = map.as_mut_ptr();
+        if prefault {
+            // MAP_POPULATE maps a shared file's pages read-only, so every first write would
+            // still fault; MADV_POPULATE_WRITE (Linux 5.14+) faults them in writable. Best
+            // effort: on older kernels the first writes fault as usual.
+            // SAFETY: the range is exactly the mapping just created, which stays mapped; the
+            // advice only populates page tables.
+            let _ = unsafe {
+                libc::madvise(
+                    base.cast(),
+                    segment_bytes as usize,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+        }
         Ok(Self::from_parts(
             id,
             salt,
             segment_bytes as usize,
             base,
-            Backing::File {
-                map,
-                path,
-                _file: file,
-            },
+            Backing::File { map, path },
         ))
     }
 
@@ -259,6 +271,26 @@ impl Segment {
     pub(crate) fn add_live_bytes(&self, delta: i64) {
         // Relaxed: an estimate; exact once writers are quiescent.
         self.live_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a record about to be published whose index install is still to come.
+    pub(crate) fn hold_install(&self) {
+        // Relaxed: the commit word's Release store that follows publishes the increment to a
+        // compactor that Acquire-loads the commit word before reading this counter.
+        self.pending_installs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends a hold once the record's index install is done.
+    pub(crate) fn release_install(&self) {
+        // Release: pairs with the Acquire load in `installs_pending`, so a compactor that reads
+        // zero also sees the index entry the install wrote.
+        self.pending_installs.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Whether some record published here still awaits its index install.
+    pub(crate) fn installs_pending(&self) -> bool {
+        // Acquire: pairs with the Release in `release_install`.
+        self.pending_installs.load(Ordering::Acquire) != 0
     }
 
     /// The lowest version of any record written to the segment.

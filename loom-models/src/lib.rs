@@ -207,6 +207,29 @@ pub fn prefill(log: &seglog::AppendLog, room: u64) -> Vec<Record> {
     vec![(FIRST_RECORD, PREFILL_KEY.to_vec(), value)]
 }
 
+/// Bytes in the log of a key-value model's record: a 1-byte key and an 8-byte value (56).
+pub const KV_RECORD: u64 = record_bytes(1, 8);
+
+/// A key-value [`seglog::Log`] in heap memory, shaped for the index and relocation models:
+/// - a 4-slot index at the default load factor 0.75, so the fourth key claimed starts a resize
+///   into 8 slots (migrated in chunks of 2 slots under loom);
+/// - `index_seed` fixes which slot each key hashes to (the models name the layout they chose);
+/// - one segment of `segment_bytes`: a model sizes it so its records fit, and a record that
+///   does not fails with `LogFull` instead of rolling over unnoticed;
+/// - no automatic compaction: every write would otherwise read the log's counters to decide,
+///   loads that add interleavings and check nothing. Relocation runs through `Log::__relocate`.
+pub fn small_log(segment_bytes: u64, index_seed: u64) -> seglog::Log {
+    seglog::Log::in_memory(
+        seglog::Options::default()
+            .segment_bytes(segment_bytes)
+            .index_capacity(4)
+            .index_seed(index_seed)
+            .max_segments(1)
+            .auto_compact(false),
+    )
+    .expect("the model's options are valid")
+}
+
 /// The environment variable that tells a child test process which twin to run.
 const TWIN_ENV: &str = "SEGLOG_LOOM_TWIN";
 

@@ -160,9 +160,10 @@ impl Slot {
 
     /// Loads the slot.
     ///
-    /// Acquire: pairs with the Release half of [`Slot::compare_exchange`] (the install in
-    /// `Index::write_in`/`Index::copy_into`) and of [`Slot::freeze`], so the record behind the
-    /// address, and the successor table behind a frozen bit, are visible.
+    /// Acquire: pairs with the Release half of [`Slot::compare_exchange`] (the installs in
+    /// `Index::claim_vacant`, `Index::write_at_key` and `Index::copy_into`) and of
+    /// [`Slot::freeze`], so the record behind the address, and the successor table behind a
+    /// frozen bit, are visible.
     pub(super) fn load(&self) -> Entry {
         Entry(self.0.load(Ordering::Acquire))
     }

@@ -54,6 +54,11 @@
 //! copying them into a larger table follows Click's non-blocking hash map and Maier, Sanders and
 //! Dementiev's growt ("Concurrent Hash Tables: Fast and General(?)!", TOPC 2019).
 //!
+//! Neither the copy nor a reader compares `(version, address)` across tables: by invariant 3 the
+//! newer table's entry for K is always at least as new, so it simply wins. Comparing would give
+//! the same answers, except after a relocation (`replace_exact` keeps the version and may move a
+//! record to a lower address), which a late copy or a merging reader would then undo.
+//!
 //! No operation waits for another thread: every loop either makes progress of its own or retries
 //! because some other thread made progress (a CAS it lost).
 

@@ -103,7 +103,7 @@ impl Table {
     /// before this one. A failed CAS gives it back with [`Table::release_slot`].
     ///
     /// Relaxed: the count publishes nothing. Its only uses are the resize trigger (a heuristic)
-    /// and the admission bound in `Index::write_in`, which relies on the RMWs' single total
+    /// and the admission bound in `Index::claim_vacant`, which relies on the RMWs' single total
     /// order, not on ordering other memory.
     pub(super) fn reserve_slot(&self) -> usize {
         self.occupied.fetch_add(1, Ordering::Relaxed)
@@ -342,6 +342,8 @@ impl Drop for Chain {
         // SAFETY: `&mut self` means no other thread holds a reference into the chain, so no guard
         // is needed to read it and nothing can be reached concurrently.
         let guard = unsafe { epoch::unprotected() };
+        // Relaxed: whatever gave us `&mut self` (a join, a channel, the last `Arc`) already
+        // ordered every other thread's writes before this point.
         let mut current = self.root.load(Ordering::Relaxed, guard);
         while !current.is_null() {
             // SAFETY: `current` is non-null and reachable from `root`, so it was never retired
