@@ -55,6 +55,10 @@ impl RecordSource for AppendLog {
 /// `Log` is `Send + Sync`; share it between threads with `Arc`. Dropping it closes the log and
 /// releases the directory lock.
 ///
+/// Keys are byte strings of 0 to [`crate::MAX_KEY_BYTES`] bytes: the empty key is a key like any
+/// other. A longer key is `Error::KeyTooLarge`; a value that cannot fit in one segment with its
+/// key is `Error::ValueTooLarge`; neither changes anything.
+///
 /// ```
 /// use seglog::{Log, Options};
 ///
