@@ -881,14 +881,21 @@ pub(crate) fn read_record(
     let bytes = unsafe { segment.slice(offset, record_bytes as usize) };
     let view = decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
         .map_err(corrupt)?;
-    Ok(Some(RecordRef {
-        position,
-        kind: view.kind,
-        version: view.header.version(),
-        key: view.key,
-        value: view.value,
-        record_bytes: view.record_bytes,
-    }))
+    Ok(Some(RecordRef::from_view(position, &view)))
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record `view`, decoded at `position`.
+    pub(crate) fn from_view(position: u64, view: &seglog_format::RecordView<'a>) -> Self {
+        Self {
+            position,
+            kind: view.kind,
+            version: view.header.version(),
+            key: view.key,
+            value: view.value,
+            record_bytes: view.record_bytes,
+        }
+    }
 }
 
 /// Publishes an aborted record over a reservation whose fill closure panicked.

@@ -538,6 +538,17 @@ impl Maintenance {
 }
 
 impl Inner {
+    /// The current put record of the key stored at `address` (some record of that key, as
+    /// `Index::for_each_key` reports), if the key is live.
+    fn current_of<'g>(&'g self, address: u64, guard: &'g Guard) -> Option<RecordRef<'g>> {
+        let key = self
+            .log
+            .read(address, guard)
+            .expect("addresses stay readable while pinned")
+            .key;
+        current(&self.index, &self.log, key, guard)
+    }
+
     fn live_bytes(&self) -> u64 {
         // Relaxed: statistics.
         self.live_bytes.load(Ordering::Relaxed)
@@ -673,16 +684,7 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         for address in self.addresses.by_ref() {
-            let key = self
-                .log
-                .inner
-                .log
-                .read(address, &self.guard)
-                .expect("addresses stay readable while pinned")
-                .key;
-            if let Some(record) =
-                current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
-            {
+            if let Some(record) = self.log.inner.current_of(address, &self.guard) {
                 return Some((record.key.to_vec(), record.value.to_vec()));
             }
         }
@@ -714,14 +716,9 @@ impl Pinned<'_> {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let addresses = key_addresses(&self.log.inner.index, &self.log.inner.log, &self.guard);
         addresses.into_iter().filter_map(move |address| {
-            let key = self
-                .log
+            self.log
                 .inner
-                .log
-                .read(address, &self.guard)
-                .expect("addresses stay readable while pinned")
-                .key;
-            current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
+                .current_of(address, &self.guard)
                 .map(|r| (r.key, r.value))
         })
     }

@@ -486,17 +486,7 @@ fn recover_segment(
                 if matches!(view.kind, RecordKind::Put | RecordKind::Tombstone) {
                     report.records += 1;
                     log.note_recovered(view.record_bytes);
-                    on_record(
-                        log,
-                        &RecordRef {
-                            position,
-                            kind: view.kind,
-                            version: view.header.version(),
-                            key: view.key,
-                            value: view.value,
-                            record_bytes: view.record_bytes,
-                        },
-                    );
+                    on_record(log, &RecordRef::from_view(position, &view));
                 }
                 offset += view.record_bytes as usize;
                 end_of_valid = offset;
