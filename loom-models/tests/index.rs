@@ -1,29 +1,37 @@
-//! Index: the lock-free hash index under racing puts, removes, gets and a resize.
+//! Index: the lock-free hash index under racing puts, removes, gets and resizes.
 //!
 //! Every model runs `seglog::Log` (the append log and the index together) with a 4-slot index
-//! and one heap segment (see `small_log`). Keys are one byte, values eight bytes that differ in
-//! every byte, so a value read whole is told apart from any mix of two. Proves, in every
-//! interleaving:
+//! and one heap segment (see `small_log`); the key-to-slot layout is fixed by the index seed.
+//! Keys are one byte. The single-key models use 8-byte values that differ in every byte, so a
+//! value read whole is told apart from any mix of two (and loom's per-word cell tracking fails
+//! any read of record bytes not ordered after their write). Proves, in every interleaving:
 //! - two puts of one key: afterwards `get` returns the value of the put with the higher version
 //!   (a slower put never overwrites a newer one), and the live counts are exact;
 //! - a put against a remove of one key (present before, or absent): the final state is the one
 //!   the versions imply (the put wins exactly when its version is above the last tombstone's),
 //!   a tombstone that lost to the put was dead on arrival and the remove retried, and `existed`
-//!   says what the remove replaced;
+//!   says what the remove replaced; two removes of a present key: exactly one finds it;
 //! - a put against a get: the get returns the old record or the new one, whole, with its
 //!   version, never anything else;
-//! - an update racing the resize that an insert starts (the fourth key in a 4-slot table at load
-//!   factor 0.75), while another insert lands in the migrating table: exactly one resize, no key
-//!   lost, every key maps to its latest value, `len()` exact, and once the migration is done one
-//!   8-slot table is left;
+//! - resizes (4 slots at load factor 0.75: the fourth claim starts one into 8 slots, migrated
+//!   in two chunks of two slots by the writes that follow): an update racing the resize that an
+//!   insert starts while another insert lands in the migrating table; two inserts racing for the
+//!   last slot (one starts the resize, the other goes to the successor); at load factor 0.7, an
+//!   insert racing the seal of the vacant slot it wants. Exactly one resize, no key lost, every
+//!   key maps to its latest value, `len()` exact, a thread's put is visible to its next get, and
+//!   once the migration is done one 8-slot table is left;
 //! - a pinned reader during a whole resize (start, both chunks migrated, root moved, old table
-//!   retired) finds every key that existed before it with its value.
+//!   retired) finds every key that existed before with its value, and of the keys put meanwhile
+//!   (read in the reverse of their order) a key only if it finds the ones put before it.
+//! - (ignored until the engine has a table count) the old table is not freed under a reader
+//!   pinned on it, is freed once it unpins, and no table leaks.
 //!
 //! The twins switch on `Broken::BlindIndexStore` (the install overwrites the slot without the
-//! CAS): a put with a lower version then overwrites a newer entry, or an update lands in a slot
-//! that migration froze and copied already. The put-against-get, absent-key and reader-during-
-//! resize models have no twin: a blind store only differs from the CAS when two writers meet at
-//! one slot, which those scenarios do not have (see `docs/loom.md`).
+//! CAS): a put or remove with a lower version then overwrites a newer entry, or an update lands
+//! in a slot that migration froze and copied already. The put-against-get, absent-key, racing
+//! inserts, sealed slot and reader-during-resize models have no twin: a blind store only
+//! differs from the CAS when two writers of one key meet at its slot, which those scenarios do
+//! not have. `docs/loom.md` lists the engine mutations each of them was seen to catch.
 #![cfg(seglog_loom)]
 
 use loom::sync::Arc;
@@ -43,7 +51,7 @@ const TOMBSTONE: u64 = record_bytes(1, 0);
 /// `c`, `a`, `b`, `d`, `e` go home to 0, 1, 3, 5, 7, and `f` (home 0) probes on to 2.
 const RESIZE_SEED: u64 = 5;
 
-/// The value of key `[key]` in its `generation`-th version: every byte differs between two.
+/// The value of key `[key]` in its `generation`-th version, readable in messages (`a:1-0123`).
 fn value(key: u8, generation: u8) -> Vec<u8> {
     let mut value = *b"k:g-0123";
     value[0] = key;
@@ -222,6 +230,59 @@ fn twin_blind_store_lets_put_and_remove_lose_the_newer() {
     );
 }
 
+/// Two removes of a present key: exactly one finds the value. A remove whose tombstone lost to
+/// the other's newer one starts over, reads the key absent and returns false; without that
+/// retry both would return true. (Against a put the retry is not observable: a remove whose
+/// tombstone lost to a newer put linearizes before the put either way.)
+fn two_removes_of_one_key() {
+    seglog_loom_models::model(|| {
+        // A put and two tombstones: 152 of 192 bytes.
+        let log = Arc::new(small_log(256, 0));
+        log.put(KEY, OLD).unwrap();
+
+        let mut team = Team::new();
+        {
+            let log = Arc::clone(&log);
+            team.spawn(move || log.remove(KEY).unwrap());
+        }
+        let (mine, theirs) = team.run(|| log.remove(KEY).unwrap());
+        let theirs = theirs[0];
+        let tombstones = tombstones(&log, KEY);
+        assert!(
+            mine != theirs,
+            "exactly one of two removes of a present key returns true: {mine}, {theirs}, \
+             tombstones {tombstones:?}"
+        );
+        assert!((1..=2).contains(&tombstones.len()), "{tombstones:?}");
+        assert_eq!(log.get(KEY), None);
+        assert_eq!(log.len(), 0);
+        let stats = log.stats();
+        assert_eq!(
+            (stats.keys, stats.live_bytes),
+            (0, TOMBSTONE),
+            "the tombstone is current"
+        );
+        team.dismiss();
+    });
+}
+
+#[test]
+fn two_removes_of_one_key_one_existed() {
+    two_removes_of_one_key();
+}
+
+/// A blind store lets the older tombstone overwrite the newer one, and both removes report
+/// that they replaced the value.
+#[test]
+fn twin_blind_store_lets_both_removes_find_the_value() {
+    twin(
+        "twin_blind_store_lets_both_removes_find_the_value",
+        Broken::BlindIndexStore,
+        "exactly one of two removes of a present key returns true",
+        two_removes_of_one_key,
+    );
+}
+
 #[test]
 fn put_against_get_returns_a_whole_value() {
     seglog_loom_models::model(|| {
@@ -242,7 +303,9 @@ fn put_against_get_returns_a_whole_value() {
         let seen = &seen[0];
         assert!(
             *seen == Some((old, OLD.to_vec())) || *seen == Some((new, MINE.to_vec())),
-            "a concurrent get returns the old record or the new one, whole: {seen:?}"
+            "a concurrent get returns the old record or the new one, whole: {:?}",
+            seen.as_ref()
+                .map(|(version, value)| (version, String::from_utf8_lossy(value)))
         );
         assert_eq!(log.get(KEY).as_deref(), Some(MINE));
         team.dismiss();
@@ -256,6 +319,7 @@ fn one_table_of_8_slots() -> u64 {
         Options::default()
             .segment_bytes(256)
             .index_capacity(8)
+            .index_seed(0)
             .max_segments(1),
     )
     .unwrap();
@@ -420,9 +484,11 @@ fn insert_racing_the_seal_of_a_vacant_slot() {
             // `e` probes 3, 0, 1, 2: it races `c` (home 0) for slot 0, and the loser of that
             // race goes on to slot 2, which it claims, or finds frozen on the way (and then
             // seals slot 2, or finds it sealed) and writes in the successor.
+            // Then it reads `a`, which the model thread updates meanwhile; if `e`'s put completed
+            // the migration, it reads the copy the other thread made.
             team.spawn(move || {
                 log.put(b"e", &value(b'e', 0)).unwrap();
-                log.get(b"e")
+                [log.get(b"e"), log.get(b"a")]
             });
         }
         let ((), seen) = team.run(|| {
@@ -432,10 +498,16 @@ fn insert_racing_the_seal_of_a_vacant_slot() {
             log.put(b"a", &value(b'a', 1)).unwrap();
             log.put(b"b", &value(b'b', 1)).unwrap();
         });
+        let [e, a] = &seen[0];
         assert_eq!(
-            seen[0],
+            *e,
             Some(value(b'e', 0)),
             "a put is visible to its own thread's next get"
+        );
+        assert!(
+            *a == Some(value(b'a', 0)) || *a == Some(value(b'a', 1)),
+            "a key updated during the resize has its old value or its new one: {:?}",
+            a.as_deref().map(String::from_utf8_lossy)
         );
         // Read before `finish_the_resize` writes anything: the migration is done already.
         assert_eq!(
@@ -544,22 +616,17 @@ fn flush_collector(times: usize) {
     }
 }
 
-/// What the pinned reader of `old_table_outlives_its_pinned_reader` saw.
-#[derive(Debug)]
-struct PinnedOnTables {
-    /// The 4-slot table was still the root after the reader pinned: the pin holds it.
-    old_linked: bool,
-    seen: ReadDuringResize,
-    /// The resize had started when the reader counted the tables (after its gets).
-    resized: bool,
-    /// Index tables not yet freed, counted while pinned.
-    live_tables: usize,
-}
-
-/// The index side of epoch retirement: the writer resizes the index (the old table is retired
-/// through crossbeam-epoch) and flushes the collector while a pinned reader reads. Loom cannot
-/// see crossbeam-epoch free a table (tables are `Box` allocations), so this needs the engine's
-/// table count; see `docs/loom.md`.
+/// The index side of epoch retirement. The model thread pins before the resize starts and reads
+/// with that one guard while a member resizes the index (the old table is unlinked and retired
+/// through crossbeam-epoch) and flushes the collector. Proves, in every interleaving:
+/// - the reader finds every key that was there before, and the keys put meanwhile whole or not;
+/// - the old table, which the pinned reader could reach, is not freed while it stays pinned
+///   (two tables alive once the writer is done), and is freed once it unpins (one table);
+/// - at the end of the execution the log drops with its one table, and loom's leak check finds
+///   no table left (each table would hold a loom `Arc` token).
+///
+/// Loom cannot see crossbeam-epoch free a table (tables are `Box` allocations, untracked), so
+/// this needs the engine's loom-only table count; see `docs/loom.md`.
 #[test]
 #[ignore = "needs the engine's loom-only `Log::__live_index_tables` (docs/loom.md)"]
 fn old_table_outlives_its_pinned_reader() {
@@ -573,33 +640,25 @@ fn old_table_outlives_its_pinned_reader() {
         {
             let log = Arc::clone(&log);
             team.spawn(move || {
-                let pinned = log.pin();
-                let old_linked = log.stats().index_bytes != eight_slots;
-                let seen = READ_ORDER.map(|key| pinned.get(&[key]).map(<[u8]>::to_vec));
-                let resized = log.stats().index_resizes == 1;
-                let live_tables = log.__live_index_tables();
-                drop(pinned);
-                PinnedOnTables {
-                    old_linked,
-                    seen,
-                    resized,
-                    live_tables,
-                }
+                resize_with_three_puts(&log);
+                flush_collector(2);
             });
         }
-        let ((), pinned) = team.run(|| {
-            resize_with_three_puts(&log);
-            flush_collector(2);
-        });
-        let pinned = &pinned[0];
-        check_read_during_a_resize(&pinned.seen);
-        if pinned.old_linked && pinned.resized {
-            assert_eq!(
-                pinned.live_tables, 2,
-                "the old table a pinned reader could reach is not freed under it: {pinned:?}"
-            );
-        }
-        assert!((1..=2).contains(&pinned.live_tables), "{pinned:?}");
+        // Pinned before the writer starts: the 4-slot table is the root under this guard.
+        let pinned = log.pin();
+        let (seen, _) = team.run(|| READ_ORDER.map(|key| pinned.get(&[key]).map(<[u8]>::to_vec)));
+        check_read_during_a_resize(&seen);
+        assert_eq!(
+            log.stats().index_bytes,
+            eight_slots,
+            "the writer finished the resize"
+        );
+        assert_eq!(
+            log.__live_index_tables(),
+            2,
+            "the old table a pinned reader could reach is not freed under it"
+        );
+        drop(pinned);
 
         // No guard holds the old table any more: the collector frees it.
         flush_collector(3);
@@ -608,9 +667,8 @@ fn old_table_outlives_its_pinned_reader() {
             1,
             "a retired table is freed once no guard holds it"
         );
-        assert_eq!(log.stats().index_bytes, eight_slots);
         team.dismiss();
-        // The log drops at the end of the execution with its one table; loom's leak check (each
-        // table holds a loom `Arc` token) finds no table left.
+        // The log drops at the end of the execution with its one table; loom's leak check finds
+        // no table token left.
     });
 }

@@ -10,8 +10,8 @@
 //! - a relocation that reports its copy switched in left a record with the original's version
 //!   and bytes at that position;
 //! - a later relocation moves the put's record and does not bring the old value back;
-//! - the reader sees the old record (the original or its copy: same version, same bytes) or the
-//!   put's record, whole, with its version;
+//! - the reader sees the old record (the original, or its copy if that was switched in: same
+//!   version, same bytes) or the put's record, whole, with its version and position;
 //! - one live key, and one record's worth of live bytes.
 //!
 //! The twin switches on `Broken::BlindRelocate` (the switch stores the copy's address without
@@ -26,15 +26,15 @@ use seglog_loom_models::{FIRST_RECORD, KV_RECORD, Team, small_log, twin};
 
 const KEY: &[u8] = b"k";
 const OLD: &[u8] = b"old:0123";
-const NEW: &[u8] = b"NEW:4567";
+const NEW: &[u8] = b"NEW-4567";
 
 /// What a member did.
 #[derive(Debug)]
 enum Did {
     /// Put `NEW`; its version.
     Put(u64),
-    /// Read `k` while pinned: version and value of the record found.
-    Read(Option<(u64, Vec<u8>)>),
+    /// Read `k` while pinned: position, version and value of the record found.
+    Read(Option<(u64, u64, Vec<u8>)>),
 }
 
 /// The record at `position`: kind, key, version, value.
@@ -68,7 +68,7 @@ fn relocation_against_a_put_and_a_reader() {
                 Did::Read(
                     pinned
                         .get_record(KEY)
-                        .map(|record| (record.version, record.value.to_vec())),
+                        .map(|record| (record.position, record.version, record.value.to_vec())),
                 )
             });
         }
@@ -92,9 +92,19 @@ fn relocation_against_a_put_and_a_reader() {
                 "a copy keeps the original's version and bytes"
             );
         }
+        // The original is at `old` (its version), its copy at `relocated` if it was switched in
+        // (a copy that lost is never current, so never read).
+        let from_old = |position| position == old || Some(position) == relocated;
         assert!(
-            *seen == Some((old, OLD.to_vec())) || *seen == Some((new, NEW.to_vec())),
-            "a reader during the relocation sees one of the two values, whole: {seen:?}"
+            matches!(seen, Some((p, v, value)) if from_old(*p) && *v == old && value == OLD)
+                || *seen == Some((new, new, NEW.to_vec())),
+            "a reader during the relocation sees one of the two values, whole: {:?}, \
+             relocated to {relocated:?}",
+            seen.as_ref().map(|(position, version, value)| (
+                position,
+                version,
+                String::from_utf8_lossy(value)
+            ))
         );
 
         // Compaction may relocate the key again: it moves the put's record.
