@@ -452,6 +452,14 @@ impl Log {
         Ok(copy.map(|c| c.position))
     }
 
+    /// Loom only: index tables alive on this OS thread (loom runs a whole model on one), so a
+    /// model can check that a table retired by a resize is freed once no guard holds it.
+    #[cfg(seglog_loom)]
+    #[doc(hidden)]
+    pub fn __live_index_tables(&self) -> usize {
+        crate::index::live_tables_count()
+    }
+
     /// Writes the hint files of all sealed segments whose records are all published (the
     /// background thread does this on its own; this does it now, for tools and benchmarks).
     pub fn write_hints(&self) -> Result<()> {

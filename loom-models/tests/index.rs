@@ -9,8 +9,9 @@
 //!   (a slower put never overwrites a newer one), and the live counts are exact;
 //! - a put against a remove of one key (present before, or absent): the final state is the one
 //!   the versions imply (the put wins exactly when its version is above the last tombstone's),
-//!   a tombstone that lost to the put was dead on arrival and the remove retried, and `existed`
-//!   says what the remove replaced; two removes of a present key: exactly one finds it;
+//!   a tombstone that lost to the put was dead on arrival and the remove retried, a put that
+//!   lost to a tombstone appended its value again past it, and `existed` says what the remove
+//!   replaced; two removes of a present key: exactly one finds it;
 //! - a put against a get: the get returns the old record or the new one, whole, with its
 //!   version, never anything else;
 //! - resizes (4 slots at load factor 0.75: the fourth claim starts one into 8 slots, migrated
@@ -23,7 +24,7 @@
 //! - a pinned reader during a whole resize (start, both chunks migrated, root moved, old table
 //!   retired) finds every key that existed before with its value, and of the keys put meanwhile
 //!   (read in the reverse of their order) a key only if it finds the ones put before it.
-//! - (ignored until the engine has a table count) the old table is not freed under a reader
+//! - the old table is not freed under a reader
 //!   pinned on it, is freed once it unpins, and no table leaks.
 //!
 //! The twins switch on `Broken::BlindIndexStore` (the install overwrites the slot without the
@@ -143,7 +144,8 @@ fn twin_blind_store_lets_two_puts_lose_the_newer() {
 /// A put and a remove of one key; the key holds `OLD` first if `present`.
 fn put_against_remove(present: bool) {
     seglog_loom_models::model(move || {
-        // At most four records (a put, the racing put, two tombstones): 208 bytes.
+        // At most four records: `OLD`, the racing put, and two tombstones or a tombstone and the
+        // put again (216 bytes).
         let log = Arc::new(small_log(512, 0));
         let first = present.then(|| log.put(KEY, OLD).unwrap());
 
@@ -157,6 +159,22 @@ fn put_against_remove(present: bool) {
         assert!(first < Some(put));
 
         let tombstones = tombstones(&log, KEY);
+        // A put beaten by a tombstone (whose remove never saw the put) appends its value again
+        // and installs that: it takes effect after the remove. It returns its last version.
+        let puts: Vec<u64> = records(&log)
+            .into_iter()
+            .filter(|(kind, _, version)| *kind == RecordKind::Put && Some(*version) != first)
+            .map(|(_, _, version)| version)
+            .collect();
+        match puts[..] {
+            [only] => assert_eq!(only, put, "a put returns the version of its record"),
+            [beaten, again] => assert!(
+                again == put && tombstones.iter().any(|&t| beaten < t && t < again),
+                "a put appends again only past a newer tombstone: puts {puts:?}, tombstones \
+                 {tombstones:?}, returned {put}"
+            ),
+            _ => panic!("a put appends once, or twice if a tombstone beat it: {puts:?}"),
+        }
         let got = log.get(KEY);
         if present {
             // Only the remove writes tombstones, so whenever the remove read the key or installed
@@ -595,19 +613,6 @@ fn get_racing_a_resize_finds_every_key() {
     });
 }
 
-/// Stands in for `Log::__live_index_tables`, the loom-only engine hook that
-/// `old_table_outlives_its_pinned_reader` needs (see `docs/loom.md`), so that the model compiles
-/// while it is ignored. Delete it once the engine has the method (which takes precedence).
-trait LiveIndexTables {
-    fn __live_index_tables(&self) -> usize;
-}
-
-impl LiveIndexTables for Log {
-    fn __live_index_tables(&self) -> usize {
-        unimplemented!("needs the engine's loom-only `Log::__live_index_tables` (docs/loom.md)")
-    }
-}
-
 /// Flushes the model thread's deferred drops to the collector and lets it advance the epoch and
 /// run what has expired.
 fn flush_collector(times: usize) {
@@ -628,7 +633,6 @@ fn flush_collector(times: usize) {
 /// Loom cannot see crossbeam-epoch free a table (tables are `Box` allocations, untracked), so
 /// this needs the engine's loom-only table count; see `docs/loom.md`.
 #[test]
-#[ignore = "needs the engine's loom-only `Log::__live_index_tables` (docs/loom.md)"]
 fn old_table_outlives_its_pinned_reader() {
     seglog_loom_models::model(|| {
         let log = Arc::new(small_log(512, RESIZE_SEED));

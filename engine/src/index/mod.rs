@@ -70,6 +70,12 @@ mod write;
 #[cfg(all(test, not(seglog_loom)))]
 mod tests;
 
+/// Loom only: index tables alive on this OS thread (see `table::live_tables`).
+#[cfg(seglog_loom)]
+pub(crate) fn live_tables_count() -> usize {
+    table::live_tables::count()
+}
+
 use std::hash::{BuildHasher, Hasher};
 
 use crossbeam_utils::CachePadded;

@@ -52,6 +52,8 @@ impl Table {
         );
         // The float product is at most `0.95 × capacity`, so it fits and leaves one slot free.
         let resize_threshold = ((capacity as f64 * load_factor) as usize).min(capacity - 1);
+        #[cfg(seglog_loom)]
+        live_tables::created();
         Self {
             slots: (0..capacity).map(|_| Slot::new()).collect(),
             mask: capacity - 1,
@@ -334,6 +336,38 @@ impl Chain {
         std::iter::successors(Some(self.root(guard)), move |table| {
             table.get().successor(guard)
         })
+    }
+}
+
+#[cfg(seglog_loom)]
+impl Drop for Table {
+    fn drop(&mut self) {
+        live_tables::dropped();
+    }
+}
+
+/// Loom only: how many index tables exist, so a model can see a retired table freed (tables
+/// are plain allocations loom does not track). Loom runs every modeled thread on the OS thread
+/// that called it, so a thread-local counts exactly the model's tables.
+#[cfg(seglog_loom)]
+pub(crate) mod live_tables {
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn created() {
+        LIVE.with(|n| n.set(n.get() + 1));
+    }
+
+    pub(super) fn dropped() {
+        LIVE.with(|n| n.set(n.get() - 1));
+    }
+
+    /// Tables created on this OS thread and not yet dropped.
+    pub(crate) fn count() -> usize {
+        LIVE.with(Cell::get)
     }
 }
 
