@@ -24,8 +24,8 @@
 //! - a pinned reader during a whole resize (start, both chunks migrated, root moved, old table
 //!   retired) finds every key that existed before with its value, and of the keys put meanwhile
 //!   (read in the reverse of their order) a key only if it finds the ones put before it.
-//! - the old table is not freed under a reader
-//!   pinned on it, is freed once it unpins, and no table leaks.
+//! - the old table is not freed under a reader pinned on it, and is freed once it unpins
+//!   (counted with the engine's loom-only `Log::__live_index_tables`).
 //!
 //! The twins switch on `Broken::BlindIndexStore` (the install overwrites the slot without the
 //! CAS): a put or remove with a lower version then overwrites a newer entry, or an update lands
@@ -627,11 +627,12 @@ fn flush_collector(times: usize) {
 /// - the reader finds every key that was there before, and the keys put meanwhile whole or not;
 /// - the old table, which the pinned reader could reach, is not freed while it stays pinned
 ///   (two tables alive once the writer is done), and is freed once it unpins (one table);
-/// - at the end of the execution the log drops with its one table, and loom's leak check finds
-///   no table left (each table would hold a loom `Arc` token).
+/// - every execution starts with one table alive, so a table an earlier execution never freed
+///   (the count lives on the OS thread, across executions) fails the next one.
 ///
-/// Loom cannot see crossbeam-epoch free a table (tables are `Box` allocations, untracked), so
-/// this needs the engine's loom-only table count; see `docs/loom.md`.
+/// Loom cannot see crossbeam-epoch free a table (tables are `Box` allocations, untracked, and
+/// its leak check does not look at them), so this counts tables with the engine's loom-only
+/// `Log::__live_index_tables`; see `docs/loom.md`.
 #[test]
 fn old_table_outlives_its_pinned_reader() {
     seglog_loom_models::model(|| {
@@ -672,7 +673,7 @@ fn old_table_outlives_its_pinned_reader() {
             "a retired table is freed once no guard holds it"
         );
         team.dismiss();
-        // The log drops at the end of the execution with its one table; loom's leak check finds
-        // no table token left.
+        // The log drops at the end of the execution with its last table; the next execution's
+        // first count checks that it went.
     });
 }
