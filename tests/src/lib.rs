@@ -52,3 +52,32 @@ pub fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
 
 pub mod linearizability;
 pub mod warm_tier;
+
+/// Number of segment files (`*.seg`) in a log directory.
+pub fn segment_file_count(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("log directory is readable")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        })
+        .count() as u64
+}
+
+/// Keeps panics whose message starts with `prefix` (the ones a test injects) out of the test
+/// output; every other panic is still printed. Installed once per process.
+pub fn quiet_panics_starting_with(prefix: &'static str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let injected = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.starts_with(prefix));
+            if !injected {
+                default(info);
+            }
+        }));
+    });
+}

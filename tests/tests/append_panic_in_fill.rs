@@ -4,26 +4,13 @@
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Once};
+use std::sync::{Arc, Barrier};
 
 use seglog::{AppendLog, Options, RecordKind};
 use seglog_tests::{SplitMix64, key, parse_key, pattern};
 
-/// Keeps the injected panics out of the test output; every other panic is still printed.
 fn quiet_injected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let injected = info
-                .payload()
-                .downcast_ref::<&str>()
-                .is_some_and(|m| m.starts_with("injected"));
-            if !injected {
-                default(info);
-            }
-        }));
-    });
+    seglog_tests::quiet_panics_starting_with("injected");
 }
 
 #[test]

@@ -211,16 +211,7 @@ fn sigkill_during_compaction_loses_and_resurrects_nothing() {
             }
         }
         // Segment ids are never reused: fewer files than ids means compaction reclaimed some.
-        let files = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "seg")
-            })
-            .count() as u64;
+        let files = seglog_tests::segment_file_count(dir.path());
         let (tail_segment, _) = {
             let shift = (16 * 1024u64).trailing_zeros();
             let tail = log.append_log().tail_position();

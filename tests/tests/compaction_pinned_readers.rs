@@ -89,16 +89,7 @@ fn pinned_values_stay_intact_across_compactions() {
         "{:?}",
         log.stats()
     );
-    let files = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg")
-        })
-        .count() as u64;
+    let files = seglog_tests::segment_file_count(dir.path());
     assert_eq!(
         files,
         log.stats().segments,

@@ -105,16 +105,7 @@ fn generate_fixtures() {
 }
 
 fn segment_count(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg")
-        })
-        .count() as u64
+    seglog_tests::segment_file_count(dir)
 }
 
 #[test]

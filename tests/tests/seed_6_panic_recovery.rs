@@ -14,27 +14,14 @@
 //! nothing about recovery. Here the test passes only if the injected panic really happened
 //! (the panicking task's `JoinError` carries it) AND the store recovered.
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use seglog_tests::warm_tier::{Confidence, EpisodeBuilder, WarmTier, create_test_embedding};
 use tempfile::TempDir;
 
-/// Keeps the injected panic out of the test output; every other panic is still printed.
 fn quiet_injected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let injected = info
-                .payload()
-                .downcast_ref::<&str>()
-                .is_some_and(|m| m.starts_with("Injected panic"));
-            if !injected {
-                default(info);
-            }
-        }));
-    });
+    seglog_tests::quiet_panics_starting_with("Injected panic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
