@@ -4,9 +4,11 @@
 //! One atomic tail word (see [`crate::tail`]) holds the segment id and the next free offset.
 //! A writer reserves `len` bytes with a single `fetch_add(len)` and classifies the old value:
 //! - the region fits: it is the writer's alone;
-//! - the region contains the segment's end: this writer, the only one for this segment, writes a
-//!   padding record from its offset to the end and rolls the log over (installs the next
-//!   segment, then moves the tail to it), then retries;
+//! - the region contains the segment's end: this writer, the only one for this segment, rolls
+//!   the log over: it makes sure the next segment is installed, then moves the tail to it with
+//!   its own record already reserved at the start (so a record as large as a segment allows
+//!   always gets in, however many small writers wait for the roll-over), then pads the rest of
+//!   the old segment;
 //! - the region starts past the end: another writer is rolling over; wait for the tail to leave
 //!   this segment and retry.
 //!
@@ -43,9 +45,14 @@ use crate::tail::{Reserved, SEGMENT_ID_BITS, Tail};
 /// Retired segment files kept for reuse instead of deleted.
 const RECYCLED_SEGMENTS: usize = 16;
 
-/// Bits of a position available for the segment id and offset together: positions are kept
-/// below 2^51 so the index can store `position >> 3` in 48 bits.
+/// Bits of an index address (a position within the directory's ring, see
+/// [`AppendLog::address_of`]): kept below 2^51 so the index can store `address >> 3` in 48
+/// bits. Positions themselves are unbounded u64s.
 pub(crate) const POSITION_BITS: u32 = 51;
+const _: () = assert!(
+    1u64 << POSITION_BITS == crate::index::ADDRESS_LIMIT,
+    "index addresses cover the directory's ring exactly"
+);
 
 /// Where a log keeps its segments.
 pub(crate) enum Storage {
@@ -58,7 +65,8 @@ pub(crate) enum Storage {
 /// What an append produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    /// Where the record starts: `segment id << log2(segment_bytes) | offset`.
+    /// Where the record starts: `segment id << log2(segment_bytes) | offset`. Segment ids grow
+    /// by one per segment and are never reused, so positions are unique for the log's life.
     pub position: u64,
     /// The record's version (for a fresh record, equal to its position).
     pub version: u64,
@@ -141,7 +149,7 @@ pub struct AppendLog {
 
 impl AppendLog {
     /// A log in heap memory, for tests and models: segments of `segment_bytes` (a power of two,
-    /// 256 B to 1 GiB), at most `max_segments` of them.
+    /// 256 B to 1 GiB), at most `max_segments` of them at once.
     pub fn in_memory(segment_bytes: u64, max_segments: u64) -> Result<Self> {
         if !seglog_format::valid_segment_bytes(segment_bytes) {
             return Err(Error::InvalidOption {
@@ -157,11 +165,13 @@ impl AppendLog {
 
     pub(crate) fn with_storage(storage: Storage, segment_bytes: u64, max_segments: u64) -> Self {
         let shift = segment_bytes.trailing_zeros();
-        let position_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
-        let max_segments = max_segments.min(position_limit);
+        // The ring: as many slots as index addresses and the tail's segment bits can name.
+        let slot_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
+        let max_segments = max_segments.clamp(1, slot_limit);
+        let slots = max_segments.next_power_of_two().min(slot_limit);
         Self {
             tail: AtomicU64::new(Tail::new(0, FIRST_RECORD_OFFSET as u64).raw()),
-            directory: Directory::new(max_segments),
+            directory: Directory::new(max_segments, slots),
             segment_bytes,
             shift,
             storage,
@@ -185,12 +195,19 @@ impl AppendLog {
     /// Installs a segment found on disk by recovery.
     pub(crate) fn install_recovered(&self, segment: Segment, guard: &Guard) -> Result<()> {
         let id = segment.id();
+        let (max, slots) = (self.directory.max_segments(), self.directory.slots());
         self.directory
             .install(segment, guard)
-            .map_err(|s| Error::Corrupt {
-                path: s.path().map(Path::to_path_buf).unwrap_or_default(),
-                offset: 0,
-                reason: format!("segment id {id} appears twice or exceeds the position range"),
+            .map_err(|s| Error::InvalidOption {
+                name: "max_segments",
+                reason: format!(
+                    "the log holds more segments than {max} (or ids more than {slots} apart); \
+                     segment {id} ({}) does not fit: reopen with a larger max_segments",
+                    s.path()
+                        .map(Path::display)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
+                ),
             })?;
         self.claimed.fetch_max(id + 1, Ordering::Relaxed);
         Ok(())
@@ -203,6 +220,16 @@ impl AppendLog {
         self.counters
             .record_bytes
             .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
+    }
+
+    /// Counts the bytes of aborted records found by recovery (or listed by a hint) in the
+    /// log's totals, as the live log counts the aborted records it writes: retiring a segment
+    /// takes out every non-padding record it holds.
+    pub(crate) fn note_recovered_filler(&self, bytes: u64) {
+        // Relaxed: statistics only.
+        self.counters
+            .record_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Sets where writing resumes after recovery, and where scans start.
@@ -224,31 +251,99 @@ impl AppendLog {
         self.segment_bytes
     }
 
-    /// The largest value that fits in one record with a key of `key_len` bytes.
+    /// The largest value that fits in one record with a key of `key_len` bytes (0 if the key
+    /// itself is longer than [`AppendLog::max_key_len`]).
     pub fn max_value_len(&self, key_len: usize) -> usize {
         let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
         room.saturating_sub(seglog_format::align8(key_len as u64) as usize)
     }
 
-    /// Number of segment ids this log can use.
+    /// The longest key a record of this log can have (with an empty value): [`MAX_KEY_BYTES`],
+    /// or less if the segments are smaller than that.
+    pub fn max_key_len(&self) -> usize {
+        let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
+        // `room` is a multiple of 8 (a power of two >= 256, minus 64 and 40), so a key of
+        // exactly `room` bytes takes no alignment padding.
+        room.min(MAX_KEY_BYTES)
+    }
+
+    /// Segments this log can hold at once. Segment ids themselves never run out: they grow by
+    /// one per segment, and a retired segment's slot in the directory is reused.
     pub fn max_segments(&self) -> u64 {
         self.directory.max_segments()
     }
 
+    /// The position of `offset` in segment `segment`. `offset` may be `segment_bytes` (the end
+    /// of the segment), which is the position where the next segment starts.
     pub(crate) fn position(&self, segment: u64, offset: u64) -> u64 {
-        (segment << self.shift) | offset
+        debug_assert!(
+            offset <= self.segment_bytes,
+            "offset {offset} past the segment"
+        );
+        // `+`, not `|`: at `offset == segment_bytes` the offset carries into the segment id.
+        (segment << self.shift) + offset
     }
 
     pub(crate) fn split(&self, position: u64) -> (u64, u64) {
         (position >> self.shift, position & (self.segment_bytes - 1))
     }
 
-    /// The position the next reservation would start at, if it fits in the current segment.
-    pub fn tail_position(&self) -> u64 {
-        // Acquire: pairs with the Release store in `roll_over`, like `reserve`.
+    /// The index address of `position`: its place in the directory's ring (segment id modulo
+    /// the ring's slots, then the offset), below 2^[`POSITION_BITS`]. The ring never holds two
+    /// segments with the same slot, so the address names the record as well as the position.
+    pub(crate) fn address_of(&self, position: u64) -> u64 {
+        position & ((self.directory.slots() << self.shift) - 1)
+    }
+
+    /// The position of the record at index `address` (see [`AppendLog::address_of`]), if its
+    /// segment is installed.
+    pub(crate) fn position_of(&self, address: u64, guard: &Guard) -> Option<u64> {
+        let (slot, offset) = self.split(address);
+        let segment = self.directory.in_slot(slot, guard)?;
+        Some(self.position(segment.id(), offset))
+    }
+
+    /// Reads the published record at index `address`; see [`AppendLog::read`].
+    pub(crate) fn read_address<'g>(
+        &'g self,
+        address: u64,
+        guard: &'g Guard,
+    ) -> Result<RecordRef<'g>> {
+        match self.position_of(address, guard) {
+            Some(position) => self.read_at(position, guard),
+            None => Err(Error::NoRecord {
+                position: address,
+                reason: "no segment holds this index address".into(),
+            }),
+        }
+    }
+
+    /// The tail's segment id and offset (the offset may run past the segment end while a
+    /// roll-over is due). `guard` must have been pinned before the call, so the segment the
+    /// tail names cannot be retired and its slot reused while we look it up.
+    fn tail(&self, guard: &Guard) -> (u64, u64) {
+        // Acquire: pairs with the Release swaps in `roll_over`, so the segment the tail names
+        // is installed in the directory.
         let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
-        let offset = tail.offset().min(self.segment_bytes);
-        self.position(tail.segment(), offset)
+        (self.tail_segment(tail.segment(), guard).id(), tail.offset())
+    }
+
+    /// The segment whose id's low bits (as the tail keeps them) are `bits`: the tail's segment,
+    /// or one the tail has just left. The roll-over installs a segment before the tail moves to
+    /// it, and a segment is retired only when sealed and fully published, after every thread
+    /// pinned at the time has unpinned: a thread that read the tail while pinned finds it.
+    fn tail_segment<'g>(&self, bits: u64, guard: &'g Guard) -> &'g Segment {
+        self.directory
+            .in_slot(bits % self.directory.slots(), guard)
+            .expect("the tail's segment is installed before the tail moves to it")
+    }
+
+    /// The position the next reservation would start at, if it fits in the current segment
+    /// (the start of the next segment if the current one is full).
+    pub fn tail_position(&self) -> u64 {
+        let guard = crate::sync::epoch::pin();
+        let (segment, offset) = self.tail(&guard);
+        self.position(segment, offset.min(self.segment_bytes))
     }
 
     /// Appends a put record of `key` and `value`.
@@ -280,10 +375,13 @@ impl AppendLog {
 
     /// Checks a record's sizes before anything is reserved, so bad input changes nothing.
     pub(crate) fn check_sizes(&self, key_len: usize, value_len: usize) -> Result<u32> {
-        if key_len > MAX_KEY_BYTES {
+        let max_key = self.max_key_len();
+        if key_len > max_key {
+            // Also a key that fits the format but not this log's segments, even with an empty
+            // value: such a record would cross every segment and never be written.
             return Err(Error::KeyTooLarge {
                 len: key_len,
-                max: MAX_KEY_BYTES,
+                max: max_key,
             });
         }
         let max = self.max_value_len(key_len);
@@ -316,12 +414,8 @@ impl AppendLog {
         let record_bytes = self.check_sizes(key.len(), value_len)?;
         let layout = record_layout(key.len(), value_len).expect("checked by check_sizes");
         let guard = crate::sync::epoch::pin();
-        let (segment_id, offset) = self.reserve(u64::from(record_bytes), &guard)?;
-        let segment = self
-            .directory
-            .get(segment_id, &guard)
-            .expect("a reserved segment is installed before the tail moves to it");
-        let position = self.position(segment_id, offset);
+        let (segment, offset) = self.reserve(u64::from(record_bytes), &guard)?;
+        let position = self.position(segment.id(), offset);
         let version = version.unwrap_or(position);
         segment.note_version(version);
         let offset = offset as usize;
@@ -376,14 +470,18 @@ impl AppendLog {
         })
     }
 
-    /// Reserves `len` bytes; returns the segment id and offset of the region.
-    fn reserve(&self, len: u64, guard: &Guard) -> Result<(u64, u64)> {
+    /// Reserves `len` bytes; returns the segment and offset of the region.
+    fn reserve<'g>(&'g self, len: u64, guard: &'g Guard) -> Result<(&'g Segment, u64)> {
         debug_assert!(len <= self.segment_bytes - FIRST_RECORD_OFFSET as u64);
         loop {
             let old = self.bump_tail(len);
             match old.classify(len, self.segment_bytes) {
-                Reserved::Fits { segment, offset } => return Ok((segment, offset)),
-                Reserved::Crosses { segment, offset } => self.roll_over(segment, offset, guard)?,
+                Reserved::Fits { segment, offset } => {
+                    return Ok((self.tail_segment(segment, guard), offset));
+                }
+                Reserved::Crosses { segment, offset } => {
+                    return self.roll_over(segment, offset, len, guard);
+                }
                 Reserved::Overshot { segment } => self.wait_for_roll_over(segment),
             }
         }
@@ -418,20 +516,20 @@ impl AppendLog {
         }
     }
 
-    /// Run by the one writer whose reservation at `offset` crossed the end of `segment`.
-    fn roll_over(&self, segment: u64, offset: u64, guard: &Guard) -> Result<()> {
-        let current = self
-            .directory
-            .get(segment, guard)
-            .expect("the tail's segment is installed");
+    /// Run by the one writer whose reservation of `len` bytes at `offset` crossed the end of
+    /// the segment the tail names with `bits`. Moves the tail to the next segment with this
+    /// writer's `len` bytes already reserved at its start, and returns them.
+    fn roll_over<'g>(
+        &'g self,
+        bits: u64,
+        offset: u64,
+        len: u64,
+        guard: &'g Guard,
+    ) -> Result<(&'g Segment, u64)> {
+        let current = self.tail_segment(bits, guard);
+        let segment = current.id();
         let next = segment + 1;
-        let installed = if next >= self.directory.max_segments() {
-            Err(Error::LogFull {
-                max_segments: self.directory.max_segments(),
-            })
-        } else {
-            self.ensure_segment(next, guard)
-        };
+        let installed = self.ensure_segment(next, guard);
         if let Err(error) = installed {
             self.write_padding(current, offset);
             // Release: pairs with the Acquire in `wait_for_roll_over`/`bump_tail`. The next
@@ -441,24 +539,30 @@ impl AppendLog {
                 Ordering::Release,
             ));
             debug_assert!(
-                overshot.segment() == segment && overshot.offset() > self.segment_bytes,
+                overshot.segment() == bits && overshot.offset() > self.segment_bytes,
                 "only the crossing writer moves the tail: {overshot:?}"
             );
             return Err(error);
         }
+        let next_segment = self
+            .directory
+            .get(next, guard)
+            .expect("ensure_segment installed it, and only compaction removes sealed segments");
         // Release: publishes the installed next segment (and everything before) to the Acquire
         // `fetch_add` in `bump_tail` and the load in `wait_for_roll_over`. Only this thread
         // changes the segment field, and every bump since ours saw an overshot offset and will
         // retry, so overwriting their bumps loses no reservation. A swap rather than a store:
         // equivalent here, but a read-modify-write keeps loom 0.7 from letting a later
         // `fetch_add` read a value from before it (tokio-rs/loom#254), and it lets us assert
-        // what we replaced.
+        // what we replaced. The new tail already covers this writer's own record at the start
+        // of the segment: the record that crossed the end is the first in the next one, so a
+        // record of any allowed size gets in however many writers wait for the roll-over.
         let overshot = Tail::from_raw(self.tail.swap(
-            Tail::new(next, FIRST_RECORD_OFFSET as u64).raw(),
+            Tail::new(next, FIRST_RECORD_OFFSET as u64 + len).raw(),
             Ordering::Release,
         ));
         debug_assert!(
-            overshot.segment() == segment && overshot.offset() > self.segment_bytes,
+            overshot.segment() == bits && overshot.offset() > self.segment_bytes,
             "only the crossing writer moves the tail off its segment: {overshot:?}"
         );
         self.write_padding(current, offset);
@@ -466,10 +570,8 @@ impl AppendLog {
         self.counters.rollovers.fetch_add(1, Ordering::Relaxed);
         // Prepare the segment after next now, outside the critical section. A failure here is
         // not an error for this writer: the next roll-over tries again and reports it.
-        if next + 1 < self.directory.max_segments() {
-            let _ = self.ensure_segment(next + 1, guard);
-        }
-        Ok(())
+        let _ = self.ensure_segment(next + 1, guard);
+        Ok((next_segment, FIRST_RECORD_OFFSET as u64))
     }
 
     /// Publishes a padding record from `offset` to the end of `segment`.
@@ -506,6 +608,17 @@ impl AppendLog {
             if self.directory.get(id, guard).is_some() {
                 return Ok(());
             }
+            if !self.directory.has_room_for(id, guard) {
+                if self.directory.get(id, guard).is_some() {
+                    // Installed by its creator since we looked.
+                    return Ok(());
+                }
+                // The ring slot still holds a segment `slots` ids older, or the log holds
+                // `max_segments`: compaction must retire old segments first.
+                return Err(Error::LogFull {
+                    max_segments: self.directory.max_segments(),
+                });
+            }
             // Claims go up one id at a time: claiming `id` moves the count from `id` to `id + 1`.
             // Acquire on success pairs with the Release in the failure path below (a creator
             // that gave up), Release is not needed: the segment is published by its own CAS in
@@ -516,13 +629,18 @@ impl AppendLog {
             match claimed {
                 Ok(_) => {
                     return match self.create_segment(id) {
-                        Ok(segment) => {
-                            self.directory
-                                .install(segment, guard)
-                                .map_err(|_| ())
-                                .expect("a claimed segment id is installed once");
-                            Ok(())
-                        }
+                        Ok(segment) => match self.directory.install(segment, guard) {
+                            Ok(()) => Ok(()),
+                            Err(refused) => {
+                                // Only a claim can install `id`, so the ring slot or the count
+                                // filled up meanwhile (recovery's installs never race this).
+                                refused.discard();
+                                self.claimed.store(id, Ordering::Release);
+                                Err(Error::LogFull {
+                                    max_segments: self.directory.max_segments(),
+                                })
+                            }
+                        },
                         Err(error) => {
                             // Give the claim back so the next attempt retries the creation.
                             self.claimed.store(id, Ordering::Release);
@@ -574,7 +692,15 @@ impl AppendLog {
     /// start a published record gives an error, never a wrong record. (Positions inside a record
     /// that is still being written are outside this contract: they read a word the writer is
     /// filling.)
-    pub fn read<'g>(&'g self, position: u64, guard: &'g Guard) -> Result<RecordRef<'g>> {
+    ///
+    /// The guard must come from [`crate::pin`] (or [`crate::Pinned::guard`]): the record's
+    /// segment stays mapped while it lives.
+    pub fn read<'g>(&'g self, position: u64, guard: &'g crate::Guard) -> Result<RecordRef<'g>> {
+        self.read_at(position, guard.epoch())
+    }
+
+    /// [`AppendLog::read`] under an epoch guard of the engine's collector.
+    pub(crate) fn read_at<'g>(&'g self, position: u64, guard: &'g Guard) -> Result<RecordRef<'g>> {
         let no_record = |reason: String| Error::NoRecord { position, reason };
         let (segment_id, offset) = self.split(position);
         if offset < FIRST_RECORD_OFFSET as u64 || !offset.is_multiple_of(8) {
@@ -595,8 +721,13 @@ impl AppendLog {
 
     /// Iterates over the published puts and tombstones in log order, from the oldest segment,
     /// skipping padding and aborted records, and stopping at the first position not yet
-    /// published.
-    pub fn scan<'g>(&'g self, guard: &'g Guard) -> Scan<'g> {
+    /// published. The guard must come from [`crate::pin`] (or [`crate::Pinned::guard`]).
+    pub fn scan<'g>(&'g self, guard: &'g crate::Guard) -> Scan<'g> {
+        self.scan_at(guard.epoch())
+    }
+
+    /// [`AppendLog::scan`] under an epoch guard of the engine's collector.
+    pub(crate) fn scan_at<'g>(&'g self, guard: &'g Guard) -> Scan<'g> {
         // Acquire: pairs with the Release store in `set_recovered_tail` (and compaction).
         let first = self.first_segment.load(Ordering::Acquire);
         Scan {
@@ -612,12 +743,11 @@ impl AppendLog {
     /// has unpinned. Refuses the tail's segment and later ones.
     #[doc(hidden)]
     pub fn retire_segment(&self, id: u64) -> bool {
-        // Acquire: pairs with the Release in `roll_over`, like `tail_position`.
-        let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
-        if id >= tail.segment() {
+        let guard = crate::sync::epoch::pin();
+        let (tail_segment, _) = self.tail(&guard);
+        if id >= tail_segment {
             return false;
         }
-        let guard = crate::sync::epoch::pin();
         self.directory.remove(id, &guard)
     }
 
@@ -666,10 +796,14 @@ impl AppendLog {
 
     /// Takes a reclaimed segment's records out of the log's totals.
     pub(crate) fn note_reclaimed_record_bytes(&self, bytes: u64) {
-        // Relaxed: statistics.
-        self.counters
-            .record_bytes
-            .fetch_sub(bytes, Ordering::Relaxed);
+        // Relaxed: statistics. Saturating: the totals count every non-padding record found at
+        // open or written since, so this never exceeds them; if it ever did, a wrapped total
+        // would make compaction due forever.
+        let _ = self.counters.record_bytes.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |total| Some(total.saturating_sub(bytes)),
+        );
     }
 
     /// Moves the first segment past ids compaction removed, so scans and victim searches
@@ -745,6 +879,23 @@ impl AppendLog {
             };
             if to > from {
                 segment.flush_range(from as usize, (to - from) as usize)?;
+            }
+        }
+        // Segments created ahead of the tail (prefetched) have a header but no flushed byte
+        // yet; recovery trusts only a segment whose header survived, so flush those headers too,
+        // or a power loss could keep a later segment and lose this one (a gap after the tail).
+        let claimed = self.claimed.load(Ordering::Acquire);
+        let after = if last_offset == 0 {
+            last_segment
+        } else {
+            last_segment + 1
+        };
+        for id in after..claimed {
+            match self.directory.get(id, &guard) {
+                Some(segment) => segment.flush_range(0, FIRST_RECORD_OFFSET)?,
+                // Still being created: its creator has not installed it yet, and the next sync
+                // flushes it.
+                None => break,
             }
         }
         // Relaxed: read-modify-write under `sync_lock`.
@@ -970,9 +1121,8 @@ impl<'g> Iterator for Scan<'g> {
                 Some(segment) => segment,
                 None => {
                     // A gap left by compaction: skip to the next segment, but not past the tail.
-                    // Acquire: pairs with the Release store in `roll_over`.
-                    let tail = Tail::from_raw(self.log.tail.load(Ordering::Acquire));
-                    if self.segment < tail.segment() {
+                    let (tail_segment, _) = self.log.tail(self.guard);
+                    if self.segment < tail_segment {
                         self.segment += 1;
                         self.offset = FIRST_RECORD_OFFSET as u64;
                         continue;

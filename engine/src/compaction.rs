@@ -12,11 +12,16 @@
 //!    positions, decide which record of a key is current, a copy never beats a newer record,
 //!    in memory or after a crash, and a crash anywhere leaves the original or the copy (same
 //!    version, same bytes) or both.
-//! 3. **Retire** the segment through the epoch: a deferred function marks it safe once every
-//!    thread pinned at the switch has unpinned (any reader that could have loaded an old
-//!    address, any `Pinned` borrowing its bytes, any scan inside it). Then the copies are
-//!    synced, the segment leaves the directory, its file and hint are deleted, and its mapping
-//!    is dropped when the epoch collector frees it.
+//! 3. **Settle the index**: if a resize is in flight, finish it, so the old root table is
+//!    unlinked. A relocation that met the key's slot already frozen in the old root wrote the
+//!    copy's address into the successor only; the old root's frozen slot still holds the
+//!    original's address, and every probe whose tag matches would resolve it after the segment
+//!    is gone. Once the old root is unlinked, only threads pinned before can reach it.
+//! 4. **Retire** the segment through the epoch: a deferred function marks it safe once every
+//!    thread pinned at that point has unpinned (any reader that could have loaded an old
+//!    address, from the newest table or an unlinked one, any `Pinned` borrowing its bytes, any
+//!    scan inside it). Then the copies are synced, the segment leaves the directory, its file
+//!    and hint are deleted, and its mapping is dropped when the epoch collector frees it.
 //!
 //! Tombstones are relocated like puts, never dropped: dropping one is only safe when no record
 //! of an older version of its key survives anywhere (copies of old records keep old versions),
@@ -240,6 +245,11 @@ impl Compactor {
                     .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
             }
         }
+        // Step 3: no reachable index table may hold an address into this segment once the
+        // deferred function below is registered.
+        if !broken_retire_during_resize() {
+            index.settle(log, &guard);
+        }
         log.note_reclaimed_record_bytes(record_bytes_total);
         let safe = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&safe);
@@ -321,7 +331,8 @@ pub(crate) fn relocate_record(
     record: &RecordRef<'_>,
     guard: &Guard,
 ) -> Result<Option<Appended>> {
-    if index.get(record.key, log, guard) != Some(record.position) {
+    let address = log.address_of(record.position);
+    if index.get(record.key, log, guard) != Some(address) {
         return Ok(None); // Dead: a newer record of the key is current.
     }
     let copy = log.append_record(
@@ -335,8 +346,8 @@ pub(crate) fn relocate_record(
     let switched = replace(
         index,
         record.key,
-        record.position,
-        copy.position,
+        address,
+        log.address_of(copy.position),
         log,
         guard,
     );
@@ -353,4 +364,16 @@ pub(crate) fn relocate_record(
 /// The index switch of a relocation.
 fn replace(index: &Index, key: &[u8], old: u64, new: u64, log: &AppendLog, guard: &Guard) -> bool {
     index.replace_exact(key, old, new, log, guard)
+}
+
+/// Whether compaction retires a segment without settling an index resize first: the twin of
+/// `Broken::RetireDuringResize` that the loom model of compaction racing a resize must catch.
+/// A constant `false` in normal builds.
+#[inline(always)]
+fn broken_retire_during_resize() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::RetireDuringResize) {
+        return true;
+    }
+    false
 }

@@ -1,5 +1,12 @@
 //! The segment directory: segment id → segment, readable without locks, under an epoch guard.
 //!
+//! Segment ids grow forever (one per segment the log ever creates); the directory is a ring of
+//! `slots` entries (a power of two) and segment `id` lives in slot `id % slots`. Two segments
+//! whose ids share a slot can never be installed at once: the log refuses to create a segment
+//! whose slot still holds an older one (`LogFull`), and compaction retires old segments long
+//! before the tail comes round to their slot. So the slot of an index address identifies its
+//! segment (see `AppendLog::address_of`), and ids never run out.
+//!
 //! Two levels, so a log of millions of segments needs no up-front table of that size: a fixed
 //! array of chunk pointers, each chunk an array of segment pointers, allocated on first use.
 //! Segments are installed with a `Release` CAS and looked up with `Acquire` loads; a segment is
@@ -30,16 +37,23 @@ impl Chunk {
 
 pub(crate) struct Directory {
     chunks: Box<[Atomic<Chunk>]>,
+    /// Ring slots: a power of two, at least `max_segments`.
+    slots: u64,
+    /// Segments that may be installed at once.
     max_segments: u64,
     /// Segments installed and not removed.
     count: AtomicU64,
 }
 
 impl Directory {
-    pub(crate) fn new(max_segments: u64) -> Self {
-        let chunks = (max_segments as usize).div_ceil(CHUNK_SLOTS);
+    /// A directory of `slots` ring slots (a power of two) holding at most `max_segments`
+    /// (`<= slots`) segments at once.
+    pub(crate) fn new(max_segments: u64, slots: u64) -> Self {
+        debug_assert!(slots.is_power_of_two() && max_segments <= slots);
+        let chunks = (slots as usize).div_ceil(CHUNK_SLOTS);
         Self {
             chunks: (0..chunks).map(|_| Atomic::null()).collect(),
+            slots,
             max_segments,
             count: AtomicU64::new(0),
         }
@@ -49,11 +63,20 @@ impl Directory {
         self.max_segments
     }
 
+    /// Ring slots: segment `id` lives in slot `id % slots()`.
+    pub(crate) fn slots(&self) -> u64 {
+        self.slots
+    }
+
+    /// Whether segment `id` could be installed now: its ring slot is free and the directory is
+    /// below `max_segments`. (A hint: `install` decides.)
+    pub(crate) fn has_room_for(&self, id: u64, guard: &Guard) -> bool {
+        self.count() < self.max_segments && self.in_slot(id % self.slots, guard).is_none()
+    }
+
     fn slot<'g>(&self, id: u64, guard: &'g Guard, create: bool) -> Option<&'g Atomic<Segment>> {
-        if id >= self.max_segments {
-            return None;
-        }
-        let (chunk_index, slot_index) = (id as usize / CHUNK_SLOTS, id as usize % CHUNK_SLOTS);
+        let ring = id % self.slots;
+        let (chunk_index, slot_index) = (ring as usize / CHUNK_SLOTS, ring as usize % CHUNK_SLOTS);
         let chunk_ptr = &self.chunks[chunk_index];
         // Acquire: pairs with the Release CAS below that installed the chunk, so its slots are
         // initialized.
@@ -83,7 +106,14 @@ impl Directory {
 
     /// The segment with `id`, if installed.
     pub(crate) fn get<'g>(&self, id: u64, guard: &'g Guard) -> Option<&'g Segment> {
-        let slot = self.slot(id, guard, false)?;
+        self.in_slot(id % self.slots, guard)
+            .filter(|segment| segment.id() == id)
+    }
+
+    /// The segment in ring slot `ring` (`< slots()`), whatever its id.
+    pub(crate) fn in_slot<'g>(&self, ring: u64, guard: &'g Guard) -> Option<&'g Segment> {
+        debug_assert!(ring < self.slots);
+        let slot = self.slot(ring, guard, false)?;
         // Acquire: pairs with the Release CAS in `install`, so the segment's header and fields
         // written before the install are visible.
         let segment = slot.load(Ordering::Acquire, guard);
@@ -92,8 +122,12 @@ impl Directory {
         unsafe { segment.as_ref() }
     }
 
-    /// Installs `segment` at its id. Returns it back if the slot is taken or out of range.
+    /// Installs `segment` in its ring slot. Returns it back if the slot holds another segment
+    /// or the directory already holds `max_segments`.
     pub(crate) fn install(&self, segment: Segment, guard: &Guard) -> Result<(), Box<Segment>> {
+        if self.count() >= self.max_segments {
+            return Err(Box::new(segment));
+        }
         let Some(slot) = self.slot(segment.id(), guard, true) else {
             return Err(Box::new(segment));
         };
@@ -124,12 +158,26 @@ impl Directory {
         let Some(slot) = self.slot(id, guard, false) else {
             return false;
         };
-        // AcqRel: Acquire to take ownership of the segment published by `install`; Release so a
-        // later `install` of another segment is ordered after this removal.
-        let old = slot.swap(Shared::null(), Ordering::AcqRel, guard);
-        if old.is_null() {
+        // Acquire: pairs with the Release CAS in `install`, to read the segment's id.
+        let current = slot.load(Ordering::Acquire, guard);
+        // SAFETY: as in `in_slot`: valid while `guard` is pinned.
+        if unsafe { current.as_ref() }.is_none_or(|segment| segment.id() != id) {
             return false;
         }
+        // AcqRel: Acquire to take ownership of the segment published by `install`; Release so a
+        // later `install` of another segment in this slot is ordered after this removal.
+        // Relaxed on failure: another remover took it.
+        let removed = slot.compare_exchange(
+            current,
+            Shared::null(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+            guard,
+        );
+        if removed.is_err() {
+            return false;
+        }
+        let old = current;
         // Relaxed: a statistic.
         self.count.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: `old` is no longer reachable from the directory; threads that loaded it did

@@ -44,6 +44,11 @@ pub(crate) enum HintOutcome {
 
 /// Writes the hint of sealed segment `id`, if every record in it is published.
 ///
+/// Durability order: the segment's bytes are flushed first, then the hint is written to a
+/// temporary file, fsynced, and renamed into place, so a hint that survives a power loss never
+/// describes pages that did not (and the checksum of the whole segment in the hint catches any
+/// that changed anyway, see `recovery::apply_hint`).
+///
 /// With `skip_sparse`, segments less than half live are skipped (the background thread's
 /// choice: compaction is likely to reclaim them first).
 pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<HintOutcome> {
@@ -54,28 +59,36 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     if path.exists() {
         return Ok(HintOutcome::Exists);
     }
+    // Held until the hint is in place: the segment stays mapped, and a retirement that starts
+    // meanwhile is seen below.
     let guard = crate::sync::epoch::pin();
     let Some(segment) = log.directory().get(id, &guard) else {
         return Ok(HintOutcome::NoSegment);
     };
+    if segment.is_retired() {
+        return Ok(HintOutcome::NoSegment);
+    }
     if segment.live_bytes() * 2 < segment.len() as u64 && skip_sparse {
         // Mostly dead: compaction will likely reclaim it soon, so a hint is wasted work.
         return Ok(HintOutcome::Skipped);
     }
     let mut writer = HintWriter::new(id, segment.salt());
+    let mut filler_bytes = 0u32;
     let mut offset = FIRST_RECORD_OFFSET;
     while offset < segment.len() {
         let position = log.position(id, offset as u64);
         match read_record(segment, offset, position) {
             Ok(Some(record)) => {
-                if matches!(record.kind, RecordKind::Put | RecordKind::Tombstone) {
-                    writer.push(&HintEntry {
+                match record.kind {
+                    RecordKind::Put | RecordKind::Tombstone => writer.push(&HintEntry {
                         offset: offset as u32,
                         record_bytes: record.record_bytes,
                         version: record.version,
                         kind: record.kind,
                         key: record.key,
-                    });
+                    }),
+                    RecordKind::Aborted => filler_bytes += record.record_bytes,
+                    RecordKind::Padding => {}
                 }
                 offset += record.record_bytes as usize;
             }
@@ -83,12 +96,35 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
             Ok(None) | Err(_) => return Ok(HintOutcome::NotReady),
         }
     }
-    drop(guard);
-    let bytes = writer.finish();
+    // SAFETY: every byte of the segment is published and immutable: the header was written
+    // before the segment was installed (published by the directory's Release CAS, read through
+    // its Acquire load), and the walk above Acquire-loaded the commit word of every record from
+    // the first to the segment's end, each stored with Release after its bytes.
+    let whole = unsafe { segment.slice(0, segment.len()) };
+    let segment_crc = seglog_format::crc32c(whole);
+    // The segment first: a hint must never be more durable than what it describes.
+    segment.flush_range(0, segment.len())?;
+    let bytes = writer.finish(segment_crc, filler_bytes);
     let tmp = dir.join(format!("{}.tmp", hint_file_name(id)));
-    fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
-    // Rename makes the hint appear whole or not at all. A hint lost in a power failure is only a
-    // slower open, so it is not fsynced.
+    write_synced(&tmp, &bytes)?;
+    // Rename makes the hint appear whole or not at all. The directory is not fsynced: a hint
+    // lost in a power failure is only a slower open.
     fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    if segment.is_retired() {
+        // Compaction retired the segment meanwhile and may have removed its hint before we
+        // renamed ours into place (it sets the flag first, then removes): remove it ourselves.
+        let _ = fs::remove_file(&path);
+        return Ok(HintOutcome::NoSegment);
+    }
+    drop(guard);
     Ok(HintOutcome::Written)
+}
+
+/// Writes `bytes` to a new file at `path` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(path, e))
 }

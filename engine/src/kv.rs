@@ -39,8 +39,12 @@ use crate::sync::epoch::{self, Guard};
 
 impl RecordSource for AppendLog {
     fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g> {
+        // Cannot fail: the index holds only addresses of records validated when they were
+        // written or recovered, in segments that are retired only once no index table that
+        // could hold them is reachable and every thread pinned then has unpinned (see
+        // `Compactor::relocate`).
         let record = self
-            .read(address, guard)
+            .read_address(address, guard)
             .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"));
         Resolved {
             key: record.key,
@@ -225,10 +229,11 @@ impl Log {
             self.inner
                 .log
                 .append_record(RecordKind::Put, key, value_len, None, true, fill)?;
-        // A retry copies the value this call already wrote into the log.
+        // A retry copies the value this call already wrote into the log. `put_appended` still
+        // holds the previous record's segment here, so compaction cannot have retired it.
         let again = |previous: Appended| {
             let guard = epoch::pin();
-            let value = self.inner.log.read(previous.position, &guard)?.value;
+            let value = self.inner.log.read_at(previous.position, &guard)?.value;
             self.inner
                 .log
                 .append_record(RecordKind::Put, key, value_len, None, true, |buf| {
@@ -252,23 +257,35 @@ impl Log {
         mut again: impl FnMut(Appended) -> Result<Appended>,
     ) -> Result<u64> {
         loop {
-            match self.install_appended(key, RecordKind::Put, appended)? {
-                Outcome::Superseded { by_tombstone: true } => appended = again(appended)?,
+            match self.install_appended(key, RecordKind::Put, appended) {
+                Outcome::Superseded { by_tombstone: true } => {
+                    // Copy the value while this record's hold still keeps its segment from
+                    // being compacted away, then let it go.
+                    let retry = again(appended);
+                    self.inner.log.release_hold(appended.position);
+                    appended = retry?;
+                }
                 Outcome::Installed { .. } | Outcome::Superseded { .. } => {
+                    self.inner.log.release_hold(appended.position);
+                    self.after_write()?;
                     return Ok(appended.version);
                 }
             }
         }
     }
 
-    /// Installs a record appended with a hold, releases the hold, and runs the write's
-    /// follow-ups (automatic compaction, the `EveryWrite` sync).
-    fn install_appended(
-        &self,
-        key: &[u8],
-        kind: RecordKind,
-        appended: Appended,
-    ) -> Result<Outcome> {
+    /// The follow-ups of a finished write: automatic compaction, the `EveryWrite` sync.
+    fn after_write(&self) -> Result<()> {
+        self.inner.maybe_compact();
+        if self.inner.sync_policy == SyncPolicy::EveryWrite {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Installs a record appended with a hold. The caller releases the hold (once it no longer
+    /// needs the record's segment) and then runs [`Log::after_write`].
+    fn install_appended(&self, key: &[u8], kind: RecordKind, appended: Appended) -> Outcome {
         let guard = epoch::pin();
         let record = Published {
             key,
@@ -277,7 +294,7 @@ impl Log {
             kind,
             record_bytes: appended.record_bytes,
         };
-        let outcome = match install(
+        match install(
             &self.inner.index,
             &self.inner.log,
             record,
@@ -291,17 +308,10 @@ impl Log {
                 by_tombstone: self
                     .inner
                     .log
-                    .read(current, &guard)
+                    .read_address(current, &guard)
                     .is_ok_and(|r| r.kind == RecordKind::Tombstone),
             },
-        };
-        self.inner.log.release_hold(appended.position);
-        drop(guard);
-        self.inner.maybe_compact();
-        if self.inner.sync_policy == SyncPolicy::EveryWrite {
-            self.sync()?;
         }
-        Ok(outcome)
     }
 
     /// The current value of `key`, copied out.
@@ -335,8 +345,13 @@ impl Log {
                 self.inner
                     .log
                     .append_record(RecordKind::Tombstone, key, 0, None, true, |_| {})?;
-            match self.install_appended(key, RecordKind::Tombstone, appended)? {
-                Outcome::Installed { replaced_live } => return Ok(replaced_live),
+            let outcome = self.install_appended(key, RecordKind::Tombstone, appended);
+            self.inner.log.release_hold(appended.position);
+            match outcome {
+                Outcome::Installed { replaced_live } => {
+                    self.after_write()?;
+                    return Ok(replaced_live);
+                }
                 // A newer record of this key won; our tombstone is dead. Start over against it.
                 Outcome::Superseded { .. } => {}
             }
@@ -372,7 +387,7 @@ impl Log {
     pub fn pin(&self) -> Pinned<'_> {
         Pinned {
             log: self,
-            guard: epoch::pin(),
+            guard: crate::pin(),
         }
     }
 
@@ -442,7 +457,7 @@ impl Log {
         let Some(address) = self.inner.index.get(key, &self.inner.log, &guard) else {
             return Ok(None);
         };
-        let record = self.inner.log.read(address, &guard)?;
+        let record = self.inner.log.read_address(address, &guard)?;
         let copy = crate::compaction::relocate_record(
             &self.inner.log,
             &self.inner.index,
@@ -549,9 +564,11 @@ impl Inner {
     /// The current put record of the key stored at `address` (some record of that key, as
     /// `Index::for_each_key` reports), if the key is live.
     fn current_of<'g>(&'g self, address: u64, guard: &'g Guard) -> Option<RecordRef<'g>> {
+        // Cannot fail: `address` came from the index under `guard` (see `RecordSource::resolve`
+        // for why such an address stays readable while the guard lives).
         let key = self
             .log
-            .read(address, guard)
+            .read_address(address, guard)
             .expect("addresses stay readable while pinned")
             .key;
         current(&self.index, &self.log, key, guard)
@@ -637,7 +654,7 @@ pub(crate) fn install(
     let live = record.kind == RecordKind::Put;
     let result = index.upsert(
         record.key,
-        record.position,
+        log.address_of(record.position),
         record.version,
         live,
         log,
@@ -649,12 +666,14 @@ pub(crate) fn install(
         live_bytes.fetch_add(bytes, Ordering::Relaxed);
         log.add_segment_live_bytes(record.position, bytes as i64, guard);
         if let Some(previous) = replaced {
+            // Cannot fail: the index held this address under `guard` (see
+            // `RecordSource::resolve`).
             let old = log
-                .read(previous.address, guard)
+                .read_address(previous.address, guard)
                 .expect("a replaced record is still readable under the guard");
             let old_bytes = u64::from(old.record_bytes);
             live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
-            log.add_segment_live_bytes(previous.address, -(old_bytes as i64), guard);
+            log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
         }
     }
     result
@@ -668,8 +687,9 @@ fn current<'g>(
     guard: &'g Guard,
 ) -> Option<RecordRef<'g>> {
     let address = index.get(key, log, guard)?;
+    // Cannot fail: see `RecordSource::resolve`.
     let record = log
-        .read(address, guard)
+        .read_address(address, guard)
         .expect("the index holds only readable addresses");
     (record.kind == RecordKind::Put).then_some(record)
 }
@@ -704,35 +724,47 @@ impl Iterator for Iter<'_> {
 /// the `Pinned` lives. Not `Send`: it pins the thread that created it.
 pub struct Pinned<'a> {
     log: &'a Log,
-    guard: Guard,
+    guard: crate::Guard,
 }
 
 impl Pinned<'_> {
     /// The current value of `key`, borrowed from the log.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        current(&self.log.inner.index, &self.log.inner.log, key, &self.guard).map(|r| r.value)
+        current(
+            &self.log.inner.index,
+            &self.log.inner.log,
+            key,
+            self.guard.epoch(),
+        )
+        .map(|r| r.value)
     }
 
     /// The current record of `key` (a put), with its version and position, borrowed from the
     /// log.
     pub fn get_record(&self, key: &[u8]) -> Option<RecordRef<'_>> {
-        current(&self.log.inner.index, &self.log.inner.log, key, &self.guard)
+        current(
+            &self.log.inner.index,
+            &self.log.inner.log,
+            key,
+            self.guard.epoch(),
+        )
     }
 
     /// Iterates over `(key, value)` pairs borrowed from the log, with [`Log::iter`]'s
     /// consistency.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let addresses = key_addresses(&self.log.inner.index, &self.log.inner.log, &self.guard);
+        let guard = self.guard.epoch();
+        let addresses = key_addresses(&self.log.inner.index, &self.log.inner.log, guard);
         addresses.into_iter().filter_map(move |address| {
             self.log
                 .inner
-                .current_of(address, &self.guard)
+                .current_of(address, guard)
                 .map(|r| (r.key, r.value))
         })
     }
 
     /// The epoch guard, for reads through [`Log::append_log`].
-    pub fn guard(&self) -> &Guard {
+    pub fn guard(&self) -> &crate::Guard {
         &self.guard
     }
 }

@@ -11,6 +11,7 @@ mod appendlog;
 mod compaction;
 mod directory;
 mod error;
+mod guard;
 mod hints;
 mod index;
 mod kv;
@@ -23,6 +24,7 @@ mod tail;
 pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use compaction::CompactionStats;
 pub use error::{Error, Result};
+pub use guard::{Guard, pin};
 pub use kv::{Iter, Log, Pinned, Stats};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
@@ -32,11 +34,3 @@ pub use seglog_format::{MAX_KEY_BYTES, RecordKind};
 #[cfg(seglog_loom)]
 #[doc(hidden)]
 pub use sync::broken as __broken;
-
-/// An epoch guard: while it lives, records and segments read under it stay valid.
-pub use crossbeam_epoch::Guard;
-
-/// Pins the current thread and returns a guard for [`AppendLog::read`] and [`AppendLog::scan`].
-pub fn pin() -> Guard {
-    sync::epoch::pin()
-}

@@ -5,8 +5,15 @@
 //! publishing) or damaged, it searches forward 8 bytes at a time for the next record whose
 //! position, salt and CRC all match; a value's bytes can never pass for a header, because a
 //! header must name its own position and its segment's random salt. Bad ranges are sealed with
-//! aborted records so that live scans pass them, and reported. In the last segment, whatever
-//! follows the last valid record is zeroed, and writing resumes there.
+//! aborted records so that live scans pass them, and reported. In the tail segment (the last one
+//! holding a record), whatever follows the last valid record is zeroed, and writing resumes
+//! there: an open never abandons the rest of the tail. Empty segments after the tail (created
+//! ahead of need) are kept if they follow it without a gap and removed otherwise, so every id
+//! the next roll-overs need is either installed or free to create.
+//!
+//! A sealed segment with a hint file is read from the hint only if the whole segment still has
+//! the checksum the hint recorded; otherwise it is scanned like any other, so a damaged record
+//! is found and skipped exactly as without hints.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -81,6 +88,9 @@ pub struct RecoveryReport {
     pub foreign_files: Vec<PathBuf>,
     /// Segment files that were never completely created (no valid header), removed.
     pub removed_partial_segments: Vec<PathBuf>,
+    /// Empty segment files after the tail that did not follow it without a gap (left by a power
+    /// loss that kept a segment created ahead of need but not the one before it), removed.
+    pub removed_empty_segments: Vec<PathBuf>,
     /// Sealed segments whose records were read from their hint file instead of a scan.
     pub hinted_segments: u64,
 }
@@ -173,11 +183,15 @@ pub(crate) fn open_dir(
                         reason: format!("segment truncated to {len} of {size} bytes"),
                     });
                     // Restore the full size (zeros) so it can be mapped; what was cut is lost.
+                    // Allocated, not sparse: writes through the mapping must never meet a full
+                    // disk (a SIGBUS), so a disk too full for it fails the open instead.
                     let file = OpenOptions::new()
                         .write(true)
                         .open(&path)
                         .map_err(|e| Error::io(&path, e))?;
                     file.set_len(size).map_err(|e| Error::io(&path, e))?;
+                    fs4::FileExt::allocate(&file, size)
+                        .map_err(|e| crate::segment::map_allocation_error(path.clone(), size, e))?;
                 }
                 headers.push((header, path));
             }
@@ -236,6 +250,27 @@ pub(crate) fn open_dir(
     }
 
     let segment_bytes = segment_bytes.unwrap_or(options.segment_bytes);
+
+    // The tail is the last segment holding a record (the first, if none does). The empty ones
+    // after it were created ahead of need: keep those that follow it without a gap, remove the
+    // rest, or a roll-over would wait for a missing id that nobody is creating.
+    let mut tail_index = headers.len().saturating_sub(1);
+    while tail_index > 0 && !holds_records(&headers[tail_index].1)? {
+        tail_index -= 1;
+    }
+    if let Some((tail_header, _)) = headers.get(tail_index) {
+        let tail_id = tail_header.segment_id();
+        let contiguous = headers[tail_index + 1..]
+            .iter()
+            .enumerate()
+            .take_while(|(i, (header, _))| header.segment_id() == tail_id + 1 + *i as u64)
+            .count();
+        for (_, path) in headers.drain(tail_index + 1 + contiguous..) {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            report.removed_empty_segments.push(path);
+        }
+    }
+
     let log = AppendLog::with_storage(
         Storage::Dir {
             path: dir.to_path_buf(),
@@ -272,7 +307,7 @@ pub(crate) fn open_dir(
 
     let first = headers[0].0.segment_id();
     let mut tail = (first, FIRST_RECORD_OFFSET as u64);
-    let last_index = headers.len() - 1;
+    let mut installed = Vec::with_capacity(headers.len());
     for (i, (header, path)) in headers.into_iter().enumerate() {
         let id = header.segment_id();
         let segment = Segment::open_file(path, id, segment_bytes, header.salt())?;
@@ -280,12 +315,16 @@ pub(crate) fn open_dir(
         // Installed before its records are reported, so `on_record` can read them through the
         // log (the index resolves keys through it). Nobody else can reach the log yet.
         log.install_recovered(segment, &guard)?;
-        let segment = log
-            .directory()
-            .get(id, &guard)
-            .expect("installed just above");
+        installed.push(id);
+        if i > tail_index {
+            // Empty (checked above): nothing to recover.
+            continue;
+        }
+        let Some(segment) = log.directory().get(id, &guard) else {
+            unreachable!("segment {id} was installed just above");
+        };
         // Strict opens verify every record, so they never trust a hint.
-        let hinted = !options.strict && i != last_index && hints.contains(&id) && {
+        let hinted = !options.strict && i != tail_index && hints.contains(&id) && {
             let applied = apply_hint(&log, segment, dir, &mut on_record);
             if applied {
                 report.hinted_segments += 1;
@@ -298,18 +337,25 @@ pub(crate) fn open_dir(
             recover_segment(
                 &log,
                 segment,
-                i == last_index,
+                i == tail_index,
                 options.strict,
                 &mut report,
                 &mut on_record,
             )?
         };
-        if end > FIRST_RECORD_OFFSET as u64 || i == 0 {
+        if i == tail_index {
             tail = (id, end);
         }
     }
     log.set_recovered_tail(tail.0, tail.1, first);
     drop(guard);
+    // Hints of segments that are gone (a hint written while its segment was being retired, then
+    // a crash): they would never be read, nor removed by anyone.
+    for id in hints {
+        if installed.binary_search(&id).is_err() {
+            let _ = fs::remove_file(crate::hints::hint_path(dir, id));
+        }
+    }
     // What the previous process published may still be only in the page cache (it crashed, or
     // never synced). One syncfs makes all of it durable, so `sync` can start from the tail
     // instead of msyncing every recovered segment on its first call.
@@ -333,12 +379,13 @@ fn sync_file_system(dir: &Path) -> Result<()> {
 /// The entry count in a hint file's header, unvalidated (a sizing estimate only).
 fn hint_record_count(dir: &Path, id: u64) -> Option<u64> {
     use std::io::Read;
-    let mut header = [0u8; 16];
+    const AT: usize = seglog_format::HINT_ENTRY_COUNT_OFFSET;
+    let mut header = [0u8; AT + 4];
     File::open(crate::hints::hint_path(dir, id))
         .and_then(|mut f| f.read_exact(&mut header))
         .ok()?;
     Some(u64::from(u32::from_le_bytes(
-        header[12..16].try_into().ok()?,
+        header[AT..AT + 4].try_into().ok()?,
     )))
 }
 
@@ -363,8 +410,29 @@ fn count_records(path: &Path) -> u64 {
     count
 }
 
+/// Whether a segment file holds anything after its header (a record, a hole with bytes behind
+/// it, damage): only an all-zero body is empty. Reads until the first non-zero byte.
+fn holds_records(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut at = 0usize;
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let body_start = SEGMENT_HEADER_BYTES.saturating_sub(at).min(n);
+        if buffer[body_start..n].iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        at += n;
+    }
+}
+
 /// Reports a sealed segment's records from its hint file. Returns `false` (and reports nothing)
-/// if the hint is missing, unreadable or does not match the segment; the caller then scans.
+/// if the hint is missing, unreadable or does not match the segment, or the segment's bytes do
+/// not have the checksum the hint recorded; the caller then scans.
 fn apply_hint(
     log: &AppendLog,
     segment: &Segment,
@@ -379,6 +447,14 @@ fn apply_hint(
         let _ = fs::remove_file(&path);
         return false;
     };
+    // SAFETY: recovery has exclusive access to the segment (see `recover_segment`).
+    let whole = unsafe { segment.slice(0, segment.len()) };
+    if seglog_format::crc32c(whole) != hint.segment_crc() {
+        // Some byte changed since the hint was written (damage, or pages a power loss took):
+        // scan the segment, which finds and skips exactly what is damaged.
+        let _ = fs::remove_file(&path);
+        return false;
+    }
     // Entries must tile the segment's records in order and stay inside it.
     let mut last_end = FIRST_RECORD_OFFSET as u64;
     for entry in hint.entries() {
@@ -389,6 +465,7 @@ fn apply_hint(
         }
         last_end = end;
     }
+    log.note_recovered_filler(u64::from(hint.filler_bytes()));
     for entry in hint.entries() {
         let position = log.position(segment.id(), u64::from(entry.offset));
         log.note_recovered(entry.record_bytes);
@@ -483,10 +560,16 @@ fn recover_segment(
         let position = log.position(segment.id(), offset as u64);
         match decode_at(bytes, position, segment.salt()) {
             Ok(view) => {
-                if matches!(view.kind, RecordKind::Put | RecordKind::Tombstone) {
-                    report.records += 1;
-                    log.note_recovered(view.record_bytes);
-                    on_record(log, &RecordRef::from_view(position, &view));
+                match view.kind {
+                    RecordKind::Put | RecordKind::Tombstone => {
+                        report.records += 1;
+                        log.note_recovered(view.record_bytes);
+                        on_record(log, &RecordRef::from_view(position, &view));
+                    }
+                    // Counted like the live log counts them, so retiring the segment later
+                    // takes out exactly what was put in.
+                    RecordKind::Aborted => log.note_recovered_filler(view.record_bytes.into()),
+                    RecordKind::Padding => {}
                 }
                 offset += view.record_bytes as usize;
                 end_of_valid = offset;
@@ -513,13 +596,15 @@ fn recover_segment(
                                 &first_error,
                             )?;
                         }
-                        seal(
+                        if seal(
                             segment,
                             offset,
                             next - offset,
                             position,
                             RecordKind::Aborted,
-                        );
+                        ) {
+                            log.note_recovered_filler((next - offset) as u64);
+                        }
                         offset = next;
                     }
                     None if is_last => {
@@ -529,6 +614,20 @@ fn recover_segment(
                                     path,
                                     offset: offset as u64,
                                     reason: first_error.to_string(),
+                                });
+                            }
+                            if !hole {
+                                // A published record that fails validation with nothing valid
+                                // after it: a write torn by a power loss, or damage. Zeroed
+                                // either way (writing resumes here), and reported.
+                                report.corrupt.push(Damage {
+                                    path: path.clone(),
+                                    offset: offset as u64,
+                                    bytes: (len - offset) as u64,
+                                    reason: format!(
+                                        "{first_error}; at the tail, after the last valid record: \
+                                         zeroed as a torn write"
+                                    ),
                                 });
                             }
                             // Unpublished or torn bytes after the last record: new writes
@@ -619,23 +718,25 @@ fn damage(
     Ok(())
 }
 
-/// Covers `[offset, offset + bytes)` with one filler record so live scans pass it. A range
-/// shorter than a header can only be sealed at the end of the segment (short padding); a shorter
-/// range elsewhere cannot arise from whole records and is left for the scan to report.
-fn seal(segment: &Segment, offset: usize, bytes: usize, position: u64, kind: RecordKind) {
+/// Covers `[offset, offset + bytes)` with one filler record so live scans pass it, and says
+/// whether it did. A range shorter than a header can only be sealed at the end of the segment
+/// (short padding); a shorter range elsewhere cannot arise from whole records and is left for
+/// the scan to report.
+fn seal(segment: &Segment, offset: usize, bytes: usize, position: u64, kind: RecordKind) -> bool {
     let commit = CommitWord::new(kind, bytes as u32);
     if bytes >= RECORD_HEADER_BYTES {
         let header = RecordHeader::filler(kind, bytes as u32, position, segment.salt());
         // SAFETY: exclusive access during recovery (see `recover_segment`).
         unsafe { segment.write(offset + RecordHeader::COMMIT_BYTES, header.body_bytes()) };
     } else if kind != RecordKind::Padding || offset + bytes != segment.len() {
-        return;
+        return false;
     }
     // Relaxed: recovery runs before the log is shared; publishing happens when the log is
     // handed out.
     segment
         .commit_word(offset)
         .store(commit.raw(), Ordering::Relaxed);
+    true
 }
 
 impl AppendLog {

@@ -72,6 +72,8 @@ pub(crate) struct Segment {
     min_version: AtomicU64,
     /// Set when compaction retires the segment: its file (and hint) are deleted when it drops.
     delete_on_drop: std::sync::atomic::AtomicBool,
+    /// Set when compaction retires the segment's file, before its hint is removed.
+    retired: std::sync::atomic::AtomicBool,
     /// Where a retired segment's file waits to be reused once the segment is unmapped.
     recycle: std::sync::Mutex<Option<(PathBuf, std::sync::Arc<RecyclePool>)>>,
     #[cfg(seglog_loom)]
@@ -107,6 +109,7 @@ impl Segment {
             pending_installs: AtomicU64::new(0),
             min_version: AtomicU64::new(u64::MAX),
             delete_on_drop: std::sync::atomic::AtomicBool::new(false),
+            retired: std::sync::atomic::AtomicBool::new(false),
             recycle: std::sync::Mutex::new(None),
             #[cfg(seglog_loom)]
             commit_words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
@@ -165,11 +168,32 @@ impl Segment {
             let _ = std::fs::remove_file(&path);
             return Err(map_allocation_error(path, segment_bytes, e));
         }
-        let segment = Self::map_file(file, path, id, segment_bytes, salt, prefault)?;
+        let segment = match Self::map_file(file, path.clone(), id, segment_bytes, salt, prefault) {
+            Ok(segment) => segment,
+            Err(error) => {
+                // Not mapped: remove the file, or every later attempt at this id fails on it.
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+        };
         let header = SegmentHeader::new(id, segment_bytes, salt);
         // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
         unsafe { segment.write(0, header.as_bytes()) };
         Ok(segment)
+    }
+
+    /// Marks a segment that was never installed for deletion: its file goes when it drops.
+    pub(crate) fn discard(&self) {
+        // std atomic, Relaxed: read only by `drop`, which has exclusive access.
+        self.delete_on_drop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether compaction has retired the segment's file (see [`Segment::retire_file`]).
+    pub(crate) fn is_retired(&self) -> bool {
+        // SeqCst: with the store in `retire_file`, one of a hint writer and the retirement sees
+        // the other (see `hints::write_hint`).
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Turns a retired segment's file into segment `id`: zeroes it, writes the new header, and
@@ -316,9 +340,22 @@ impl Segment {
         let Backing::File { path, .. } = &self.backing else {
             return;
         };
+        // SeqCst: before the hint is removed, so a hint writer that renames its file into place
+        // after this removal sees the flag and removes the file itself (`hints::write_hint`).
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = std::fs::remove_file(path.with_extension("hint"));
         let aside = path.with_extension("seg.free");
-        if pool.reserve() && std::fs::rename(path, &aside).is_ok() {
+        let recycled = pool.reserve()
+            && match std::fs::rename(path, &aside) {
+                Ok(()) => true,
+                Err(_) => {
+                    // Give the pool its room back: nothing will ever fill it.
+                    pool.unreserve();
+                    false
+                }
+            };
+        if recycled {
             *self
                 .recycle
                 .lock()
@@ -472,7 +509,7 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> Error {
+pub(crate) fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> Error {
     // ENOSPC, and EFBIG from RLIMIT_FSIZE or a file-size limit of the file system.
     let out_of_space = e.kind() == io::ErrorKind::StorageFull
         || e.kind() == io::ErrorKind::FileTooLarge
@@ -515,6 +552,11 @@ impl RecyclePool {
         }
         files.1 += 1;
         true
+    }
+
+    /// Gives back room claimed by `reserve` for a file that will not come.
+    fn unreserve(&self) {
+        self.lock().1 -= 1;
     }
 
     /// Adds a reserved file, now unmapped.

@@ -99,6 +99,9 @@ pub mod broken {
         BlindIndexStore,
         /// Relocate (compaction) with a blind store instead of a CAS on the old address.
         BlindRelocate,
+        /// Retire a compacted segment without first finishing an index resize in flight, so an
+        /// old root table can still hold an address into it (defect 1 of the defects issue).
+        RetireDuringResize,
     }
 
     thread_local! {

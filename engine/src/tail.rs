@@ -4,9 +4,13 @@
 //! bit 63            40 39                                     0
 //!     +---------------+----------------------------------------+
 //!     | segment id    | offset within the segment              |
-//!     | (24 bits)     | (40 bits: headroom above segment_bytes)|
+//!     | (low 24 bits) | (40 bits: headroom above segment_bytes)|
 //!     +---------------+----------------------------------------+
 //! ```
+//!
+//! Segment ids are unbounded (a u64 that grows by one per segment); the tail keeps their low 24
+//! bits, which name the segment's slot in the directory's ring (at most 2^24 slots, see
+//! `crate::directory`), so the writer finds its segment, and the segment knows its full id.
 //!
 //! Writers reserve with one `fetch_add` of the record length on the whole word. A reservation
 //! that runs past the end of the segment is harmless: the offset field has 40 bits while a
@@ -20,16 +24,18 @@ pub(crate) const OFFSET_BITS: u32 = 40;
 pub(crate) const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
 /// Bits of the segment id field.
 pub(crate) const SEGMENT_ID_BITS: u32 = 64 - OFFSET_BITS;
+/// Mask of the segment id bits the tail keeps.
+pub(crate) const SEGMENT_ID_MASK: u64 = (1 << SEGMENT_ID_BITS) - 1;
 
 /// A snapshot of the tail word.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tail(u64);
 
 impl Tail {
+    /// The tail at `offset` of segment `segment` (its low [`SEGMENT_ID_BITS`] bits are kept).
     pub(crate) const fn new(segment: u64, offset: u64) -> Self {
-        debug_assert!(segment < 1 << SEGMENT_ID_BITS);
         debug_assert!(offset <= OFFSET_MASK);
-        Self((segment << OFFSET_BITS) | offset)
+        Self(((segment & SEGMENT_ID_MASK) << OFFSET_BITS) | offset)
     }
 
     pub(crate) const fn from_raw(raw: u64) -> Self {
@@ -40,6 +46,7 @@ impl Tail {
         self.0
     }
 
+    /// The low [`SEGMENT_ID_BITS`] bits of the tail segment's id.
     pub(crate) const fn segment(self) -> u64 {
         self.0 >> OFFSET_BITS
     }
@@ -53,7 +60,7 @@ impl std::fmt::Debug for Tail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Tail(segment {}, offset {})",
+            "Tail(segment {} mod 2^24, offset {})",
             self.segment(),
             self.offset()
         )

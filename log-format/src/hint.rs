@@ -5,12 +5,14 @@
 //! hint file <16 hex digits>.hint, beside the segment of the same id:
 //! offset size field
 //!      0    8 magic          HINT_MAGIC
-//!      8    4 format_version FORMAT_VERSION
+//!      8    4 format_version HINT_FORMAT_VERSION (2)
 //!     12    4 entry_count
 //!     16    8 segment_id
 //!     24    4 salt           the segment's salt: a hint for another incarnation is rejected
-//!     28    4 header_crc     CRC32C of bytes 0..28
-//!     32      entries, each 8-byte aligned:
+//!     28    4 segment_crc    CRC32C of the whole segment file as the hint describes it
+//!     32    4 filler_bytes   bytes of the segment's aborted records (not listed as entries)
+//!     36    4 header_crc     CRC32C of bytes 0..36
+//!     40      entries, each 8-byte aligned:
 //!             4 offset        of the record in the segment
 //!             4 record_bytes
 //!             8 version
@@ -24,16 +26,29 @@
 //!
 //! A hint is written whole to a temporary name and renamed into place, so a reader sees a
 //! complete hint or none; a hint that fails any check is ignored and its segment scanned.
+//!
+//! `segment_crc` is what lets a reader trust the entries without reading every record: the
+//! reader checksums the segment file (sequential reads, no per-record decoding, no index work)
+//! and uses the hint only if the checksum matches, so a damaged record in a hinted segment is
+//! found exactly as a scan would find it. Version 1 hints (a 32-byte header without it) are
+//! rejected as `UnsupportedVersion(1)`; their segments are scanned and the hint rewritten.
 
 use core::fmt;
 
-use crate::{FORMAT_VERSION, MAX_KEY_BYTES, RecordKind, align8, crc32c};
+use crate::{MAX_KEY_BYTES, RecordKind, align8, crc32c};
 
 /// The first 8 bytes of every hint file.
 pub const HINT_MAGIC: [u8; 8] = *b"\x89SEGHNT\n";
 /// The last 4 bytes of every complete hint file.
 pub const HINT_TRAILER: u32 = 0x5EC1_0E4D;
-const HEADER_BYTES: usize = 32;
+/// The hint format this build writes and reads (version 1 had no segment checksum).
+pub const HINT_FORMAT_VERSION: u32 = 2;
+/// Byte offset of `entry_count` in a hint file.
+pub const HINT_ENTRY_COUNT_OFFSET: usize = 12;
+const SEGMENT_CRC_OFFSET: usize = 28;
+const FILLER_BYTES_OFFSET: usize = 32;
+const HEADER_CRC_OFFSET: usize = 36;
+const HEADER_BYTES: usize = 40;
 const ENTRY_FIXED_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 8;
 
@@ -101,11 +116,13 @@ impl HintWriter {
     pub fn new(segment_id: u64, salt: u32) -> Self {
         let mut bytes = Vec::with_capacity(4096);
         bytes.extend_from_slice(&HINT_MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&HINT_FORMAT_VERSION.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes()); // entry_count, set by `finish`
         bytes.extend_from_slice(&segment_id.to_le_bytes());
         bytes.extend_from_slice(&salt.to_le_bytes());
-        bytes.extend_from_slice(&0u32.to_le_bytes()); // header_crc, set by `finish`
+        // segment_crc, filler_bytes and header_crc, set by `finish`
+        bytes.extend_from_slice(&[0; HEADER_BYTES - SEGMENT_CRC_OFFSET]);
+        debug_assert_eq!(bytes.len(), HEADER_BYTES);
         Self { bytes, count: 0 }
     }
 
@@ -129,12 +146,18 @@ impl HintWriter {
         self.count += 1;
     }
 
-    /// The finished file.
+    /// The finished file, for a segment whose bytes have CRC32C `segment_crc` and whose
+    /// aborted records take `filler_bytes`.
     #[must_use]
-    pub fn finish(mut self) -> Vec<u8> {
-        self.bytes[12..16].copy_from_slice(&self.count.to_le_bytes());
-        let header_crc = crc32c(&self.bytes[..28]);
-        self.bytes[28..32].copy_from_slice(&header_crc.to_le_bytes());
+    pub fn finish(mut self, segment_crc: u32, filler_bytes: u32) -> Vec<u8> {
+        let mut put = |at: usize, value: u32| {
+            self.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        };
+        put(HINT_ENTRY_COUNT_OFFSET, self.count);
+        put(SEGMENT_CRC_OFFSET, segment_crc);
+        put(FILLER_BYTES_OFFSET, filler_bytes);
+        let header_crc = crc32c(&self.bytes[..HEADER_CRC_OFFSET]);
+        self.bytes[HEADER_CRC_OFFSET..HEADER_BYTES].copy_from_slice(&header_crc.to_le_bytes());
         let body_crc = crc32c(&self.bytes);
         self.bytes.extend_from_slice(&body_crc.to_le_bytes());
         self.bytes.extend_from_slice(&HINT_TRAILER.to_le_bytes());
@@ -147,6 +170,8 @@ impl HintWriter {
 pub struct Hint<'a> {
     entries: &'a [u8],
     count: u32,
+    segment_crc: u32,
+    filler_bytes: u32,
 }
 
 /// Validates `bytes` as the hint of segment `segment_id` with `salt`. Never panics.
@@ -159,24 +184,27 @@ pub fn decode_hint(bytes: &[u8], segment_id: u64, salt: u32) -> Result<Hint<'_>,
     }
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    // The version first: a version 1 hint has another header layout.
+    if u32_at(8) != HINT_FORMAT_VERSION {
+        return Err(HintError::UnsupportedVersion(u32_at(8)));
+    }
     let end = bytes.len();
     if u32_at(end - 4) != HINT_TRAILER {
         return Err(HintError::Truncated);
     }
     if crc32c(&bytes[..end - TRAILER_BYTES]) != u32_at(end - 8)
-        || crc32c(&bytes[..28]) != u32_at(28)
+        || crc32c(&bytes[..HEADER_CRC_OFFSET]) != u32_at(HEADER_CRC_OFFSET)
     {
         return Err(HintError::ChecksumMismatch);
-    }
-    if u32_at(8) != FORMAT_VERSION {
-        return Err(HintError::UnsupportedVersion(u32_at(8)));
     }
     if u64_at(16) != segment_id || u32_at(24) != salt {
         return Err(HintError::WrongSegment);
     }
     let hint = Hint {
         entries: &bytes[HEADER_BYTES..end - TRAILER_BYTES],
-        count: u32_at(12),
+        count: u32_at(HINT_ENTRY_COUNT_OFFSET),
+        segment_crc: u32_at(SEGMENT_CRC_OFFSET),
+        filler_bytes: u32_at(FILLER_BYTES_OFFSET),
     };
     // Walk once so that iteration cannot fail later.
     let mut seen = 0u32;
@@ -201,6 +229,18 @@ impl<'a> Hint<'a> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// CRC32C of the whole segment file the hint describes.
+    #[must_use]
+    pub fn segment_crc(&self) -> u32 {
+        self.segment_crc
+    }
+
+    /// Bytes of the segment's aborted records.
+    #[must_use]
+    pub fn filler_bytes(&self) -> u32 {
+        self.filler_bytes
     }
 
     /// The entries, in log order.
@@ -275,7 +315,7 @@ mod tests {
             kind: RecordKind::Tombstone,
             key: b"",
         });
-        w.finish()
+        w.finish(0x1234_5678, 96)
     }
 
     #[test]
@@ -288,6 +328,18 @@ mod tests {
         assert_eq!(entries[0].version, 576);
         assert_eq!(entries[1].kind, RecordKind::Tombstone);
         assert_eq!(entries[1].offset, 120);
+        assert_eq!(hint.segment_crc(), 0x1234_5678);
+        assert_eq!(hint.filler_bytes(), 96);
+    }
+
+    #[test]
+    fn a_version_1_hint_is_refused() {
+        let mut bytes = sample();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(
+            decode_hint(&bytes, 9, 0xABCD).unwrap_err(),
+            HintError::UnsupportedVersion(1)
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ mod hint;
 mod record;
 mod segment;
 
-pub use hint::{HINT_MAGIC, HINT_TRAILER, Hint, HintEntry, HintError, HintWriter, decode_hint};
+pub use hint::{
+    HINT_ENTRY_COUNT_OFFSET, HINT_FORMAT_VERSION, HINT_MAGIC, HINT_TRAILER, Hint, HintEntry,
+    HintError, HintWriter, decode_hint,
+};
 pub use record::{
     CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,
     decode_record, encode_record, record_layout,

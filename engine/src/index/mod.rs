@@ -286,6 +286,17 @@ impl Index {
         }
     }
 
+    /// Finishes the resize in flight, if any, without waiting for anyone: afterwards no table
+    /// older than the root is reachable except through guards pinned before the call.
+    ///
+    /// Compaction calls it before retiring a segment: a write that met its key's slot frozen
+    /// (the root migrating) wrote only into the successor, so the frozen slot in the old root
+    /// can still hold the address the write replaced. Once the old root is unlinked, no thread
+    /// that pins afterwards can reach that address.
+    pub(crate) fn settle<S: RecordSource>(&self, source: &S, guard: &Guard) {
+        self.finish_migration(source, guard);
+    }
+
     /// Number of keys whose current entry is live (a put). Exact when no operation is in flight.
     pub(crate) fn len(&self) -> usize {
         // Relaxed: a statistic. Quiescence (threads joined) supplies the happens-before that
