@@ -4,7 +4,9 @@
 //! # Protocol
 //! 1. **Pick** sealed segments (below the tail's segment, every record published) whose live
 //!    ratio (bytes the index points at / record space) is at or below the threshold, lowest
-//!    first.
+//!    first, and every segment more than half of `max_segments` behind the tail whatever its
+//!    ratio: segment ids are reused through the directory's ring, and a segment nobody
+//!    overwrites must move before the tail comes round to its slot (see `crate::directory`).
 //! 2. **Relocate** each record the index still points at: append a copy at the head of the log
 //!    with the record's *original version*, then switch the index entry from the old address to
 //!    the copy only if it still holds exactly the old address (`Index::replace_exact`). A put or
@@ -120,6 +122,9 @@ impl Compactor {
         if !self.policy.auto {
             return false;
         }
+        if Self::too_old(log, log.first_segment()) {
+            return true;
+        }
         let dead = log.stats().record_bytes.saturating_sub(live_bytes);
         // Segments already retired leave the disk once their readers unpin: count them gone,
         // so a pass stops when it has done enough instead of retiring every candidate.
@@ -144,6 +149,19 @@ impl Compactor {
         let result = self.run(log, index, until_done);
         self.running.store(false, Ordering::Release);
         result.map(Some)
+    }
+
+    /// Relocates and retires segment `id` alone, as one step of a pass (the retirement finishes
+    /// in a later pass); `Ok(false)` if another compaction is running or the segment is not
+    /// ready. For `Log::__compact_segment` (the loom models).
+    pub(crate) fn compact_one(&self, log: &AppendLog, index: &Index, id: u64) -> Result<bool> {
+        // Acquire/Release on the flag, as in `try_run`.
+        if self.running.swap(true, Ordering::Acquire) {
+            return Ok(false);
+        }
+        let result = self.relocate(log, index, id);
+        self.running.store(false, Ordering::Release);
+        result
     }
 
     /// Runs a full pass, waiting for a concurrent one to finish first.
@@ -182,7 +200,16 @@ impl Compactor {
         Ok(retired)
     }
 
-    /// Sealed segments at or below the live-ratio threshold, emptiest first.
+    /// Whether segment `id` is so far behind the tail that it must move whatever its live
+    /// ratio: more than half of `max_segments` ids back.
+    fn too_old(log: &AppendLog, id: u64) -> bool {
+        let (tail_segment, _) = log.split(log.tail_position());
+        let age_limit = (log.max_segments() / 2).max(1);
+        id + age_limit <= tail_segment
+    }
+
+    /// Sealed segments at or below the live-ratio threshold, emptiest first, and those too old
+    /// to stay (see [`Compactor::too_old`]).
     fn victims(&self, log: &AppendLog) -> Vec<u64> {
         let guard = epoch::pin();
         let (tail_segment, _) = log.split(log.tail_position());
@@ -199,7 +226,7 @@ impl Compactor {
             .filter_map(|id| {
                 let segment = log.directory().get(id, &guard)?;
                 let ratio = segment.live_bytes() as f64 / room;
-                (ratio <= self.policy.live_ratio).then_some((ratio, id))
+                (ratio <= self.policy.live_ratio || Self::too_old(log, id)).then_some((ratio, id))
             })
             .collect();
         victims.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

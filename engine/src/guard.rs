@@ -35,6 +35,13 @@ impl Guard {
         &self.inner
     }
 
+    /// Hands this thread's pending reclamations (retired segments, old index tables) to the
+    /// collector and lets it free whatever no guard can reach any more. Memory is reclaimed
+    /// without it too, only later.
+    pub fn flush(&self) {
+        self.inner.flush();
+    }
+
     pub(crate) fn new() -> Self {
         Self {
             inner: epoch::pin(),

@@ -467,6 +467,16 @@ impl Log {
         Ok(copy.map(|c| c.position))
     }
 
+    /// Relocates the live records of sealed segment `id` and retires it the way a compaction
+    /// pass does, without finishing the retirement (a later pass or [`Log::compact`] does, once
+    /// no reader can reach the segment). Returns whether it was retired. For the loom models.
+    #[doc(hidden)]
+    pub fn __compact_segment(&self, id: u64) -> Result<bool> {
+        self.inner
+            .compactor
+            .compact_one(&self.inner.log, &self.inner.index, id)
+    }
+
     /// Loom only: index tables alive on this OS thread (loom runs a whole model on one), so a
     /// model can check that a table retired by a resize is freed once no guard holds it.
     #[cfg(seglog_loom)]
