@@ -207,7 +207,7 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
     }
     walk(id, path, &data[..len], header.salt(), is_last, report);
     if !is_last {
-        check_hint(id, path, header.salt(), report);
+        check_hint(id, path, header.salt(), &data[..len], report);
     }
 }
 
@@ -277,15 +277,23 @@ fn walk(id: u64, path: &Path, data: &[u8], salt: u32, is_last: bool, report: &mu
     }
 }
 
-fn check_hint(id: u64, segment: &Path, salt: u32, report: &mut Report) {
+fn check_hint(id: u64, segment: &Path, salt: u32, data: &[u8], report: &mut Report) {
     let hint = segment.with_file_name(format!("{id:016x}.hint"));
     let Ok(bytes) = std::fs::read(&hint) else {
         return;
     };
-    if let Err(e) = decode_hint(&bytes, id, salt) {
-        report.notes.push(format!(
-            "{}: damaged hint file ({e}); an open ignores it and scans the segment",
+    match decode_hint(&bytes, id, salt) {
+        Err(e) => report.notes.push(format!(
+            "{}: damaged or outdated hint file ({e}); an open ignores it and scans the segment",
             hint.display()
-        ));
+        )),
+        Ok(decoded) if decoded.segment_crc() != seglog_format::crc32c(data) => {
+            report.notes.push(format!(
+                "{}: the segment changed since its hint was written; an open ignores the hint \
+                 and scans the segment",
+                hint.display()
+            ));
+        }
+        Ok(_) => {}
     }
 }
