@@ -54,6 +54,12 @@ const _: () = assert!(
     "index addresses cover the directory's ring exactly"
 );
 
+/// The largest segment id a log of `segment_bytes` segments uses: positions of every byte of
+/// it and of the segment after it fit in a u64 (a log reaching it has appended 2^63 bytes).
+pub(crate) const fn max_segment_id(segment_bytes: u64) -> u64 {
+    (u64::MAX >> segment_bytes.trailing_zeros()) >> 1
+}
+
 /// Where a log keeps its segments.
 pub(crate) enum Storage {
     /// Segment files in a directory.
@@ -141,6 +147,8 @@ pub struct AppendLog {
     sync_lock: std::sync::Mutex<()>,
     /// Retired segment files kept for reuse.
     recycle: std::sync::Arc<crate::segment::RecyclePool>,
+    /// Whether a [`crate::Log`]'s index points into this log's segments.
+    indexed: bool,
     /// Loom only: cloned into every segment this log creates, so the models can count live
     /// segments and loom's leak check reports one that is never dropped.
     #[cfg(seglog_loom)]
@@ -165,10 +173,8 @@ impl AppendLog {
 
     pub(crate) fn with_storage(storage: Storage, segment_bytes: u64, max_segments: u64) -> Self {
         let shift = segment_bytes.trailing_zeros();
-        // The ring: as many slots as index addresses and the tail's segment bits can name.
-        let slot_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
-        let max_segments = max_segments.clamp(1, slot_limit);
-        let slots = max_segments.next_power_of_two().min(slot_limit);
+        let slots = Self::directory_slots(segment_bytes, max_segments);
+        let max_segments = max_segments.clamp(1, slots);
         Self {
             tail: AtomicU64::new(Tail::new(0, FIRST_RECORD_OFFSET as u64).raw()),
             directory: Directory::new(max_segments, slots),
@@ -183,9 +189,21 @@ impl AppendLog {
             unsynced_segments: AtomicU64::new(0),
             sync_lock: std::sync::Mutex::new(()),
             recycle: std::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
+            indexed: false,
             #[cfg(seglog_loom)]
             segment_token: crate::sync::Arc::new(()),
         }
+    }
+
+    /// Slots of the directory's ring for `segment_bytes` segments, at most `max_segments` at
+    /// once: a power of two, at most what index addresses and the tail's segment bits can name.
+    pub(crate) fn directory_slots(segment_bytes: u64, max_segments: u64) -> u64 {
+        let shift = segment_bytes.trailing_zeros();
+        let slot_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
+        max_segments
+            .clamp(1, slot_limit)
+            .next_power_of_two()
+            .min(slot_limit)
     }
 
     pub(crate) fn set_lock(&self, lock: crate::recovery::DirLock) {
@@ -254,8 +272,11 @@ impl AppendLog {
     /// The largest value that fits in one record with a key of `key_len` bytes (0 if the key
     /// itself is longer than [`AppendLog::max_key_len`]).
     pub fn max_value_len(&self, key_len: usize) -> usize {
+        if key_len > self.max_key_len() {
+            return 0;
+        }
         let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
-        room.saturating_sub(seglog_format::align8(key_len as u64) as usize)
+        room - seglog_format::align8(key_len as u64) as usize
     }
 
     /// The longest key a record of this log can have (with an empty value): [`MAX_KEY_BYTES`],
@@ -322,10 +343,19 @@ impl AppendLog {
     /// roll-over is due). `guard` must have been pinned before the call, so the segment the
     /// tail names cannot be retired and its slot reused while we look it up.
     fn tail(&self, guard: &Guard) -> (u64, u64) {
-        // Acquire: pairs with the Release swaps in `roll_over`, so the segment the tail names
-        // is installed in the directory.
-        let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
-        (self.tail_segment(tail.segment(), guard).id(), tail.offset())
+        let backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release swaps in `roll_over`, so the segment the tail
+            // names is installed in the directory.
+            let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+            let slot = tail.segment() % self.directory.slots();
+            if let Some(segment) = self.directory.in_slot(slot, guard) {
+                return (segment.id(), tail.offset());
+            }
+            // Only `retire_segment` can empty the slot of a segment the tail named: the tail
+            // has moved on since our load. Load it again.
+            backoff.snooze();
+        }
     }
 
     /// The segment whose id's low bits (as the tail keeps them) are `bits`: the tail's segment,
@@ -608,6 +638,12 @@ impl AppendLog {
             if self.directory.get(id, guard).is_some() {
                 return Ok(());
             }
+            if id > max_segment_id(self.segment_bytes) {
+                // 2^63 bytes appended: positions would no longer fit.
+                return Err(Error::LogFull {
+                    max_segments: self.directory.max_segments(),
+                });
+            }
             if !self.directory.has_room_for(id, guard) {
                 if self.directory.get(id, guard).is_some() {
                     // Installed by its creator since we looked.
@@ -740,15 +776,45 @@ impl AppendLog {
     }
 
     /// Removes segment `id` from the log; it is dropped once every reader pinned before the call
-    /// has unpinned. Refuses the tail's segment and later ones.
+    /// has unpinned. Refuses the tail's segment and later ones, a segment with a write still
+    /// being installed, and every segment of a log a [`crate::Log`] indexes (its index may point
+    /// into any of them; compaction retires those). For the loom models.
     #[doc(hidden)]
     pub fn retire_segment(&self, id: u64) -> bool {
-        let guard = crate::sync::epoch::pin();
-        let (tail_segment, _) = self.tail(&guard);
-        if id >= tail_segment {
+        if self.indexed {
             return false;
         }
-        self.directory.remove(id, &guard)
+        let guard = crate::sync::epoch::pin();
+        let (tail_segment, _) = self.tail(&guard);
+        match self.directory.get(id, &guard) {
+            Some(segment)
+                if id < tail_segment
+                    && !segment.installs_pending()
+                    && self.fully_published(segment) =>
+            {
+                self.directory.remove(id, &guard)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every record of sealed `segment` is published: no writer still owns a region of
+    /// it (or will look the segment up again to write it).
+    fn fully_published(&self, segment: &Segment) -> bool {
+        let mut offset = FIRST_RECORD_OFFSET;
+        while offset < segment.len() {
+            let position = self.position(segment.id(), offset as u64);
+            match read_record(segment, offset, position) {
+                Ok(Some(record)) => offset += record.record_bytes as usize,
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Marks this log as indexed by a [`crate::Log`] (see [`AppendLog::retire_segment`]).
+    pub(crate) fn mark_indexed(&mut self) {
+        self.indexed = true;
     }
 
     /// Loom only: segments not yet dropped (installed, or retired and still deferred).

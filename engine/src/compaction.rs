@@ -131,7 +131,7 @@ impl Compactor {
         // Relaxed: an estimate.
         let leaving = self.retiring_count.load(Ordering::Relaxed) * log.segment_bytes();
         let disk = log.disk_bytes().saturating_sub(leaving);
-        dead >= self.policy.min_dead_bytes && disk > 2 * live_bytes
+        dead >= self.policy.min_dead_bytes && disk > live_bytes.saturating_mul(2)
     }
 
     /// Runs one compaction pass unless another is running (then returns `Ok(None)` at once).
@@ -143,25 +143,20 @@ impl Compactor {
         until_done: impl Fn() -> bool,
     ) -> Result<Option<u64>> {
         // Acquire/Release on the flag: the pass of one thread happens-before the next pass.
-        if self.running.swap(true, Ordering::Acquire) {
+        let Some(_running) = Running::claim(&self.running) else {
             return Ok(None);
-        }
-        let result = self.run(log, index, until_done);
-        self.running.store(false, Ordering::Release);
-        result.map(Some)
+        };
+        self.run(log, index, until_done).map(Some)
     }
 
     /// Relocates and retires segment `id` alone, as one step of a pass (the retirement finishes
     /// in a later pass); `Ok(false)` if another compaction is running or the segment is not
     /// ready. For `Log::__compact_segment` (the loom models).
     pub(crate) fn compact_one(&self, log: &AppendLog, index: &Index, id: u64) -> Result<bool> {
-        // Acquire/Release on the flag, as in `try_run`.
-        if self.running.swap(true, Ordering::Acquire) {
+        let Some(_running) = Running::claim(&self.running) else {
             return Ok(false);
-        }
-        let result = self.relocate(log, index, id);
-        self.running.store(false, Ordering::Release);
-        result
+        };
+        self.relocate(log, index, id)
     }
 
     /// Runs a full pass, waiting for a concurrent one to finish first.
@@ -336,15 +331,35 @@ impl Compactor {
 
     /// Finishes ready retirements unless a compaction is running (it will).
     pub(crate) fn try_finish_retirements(&self, log: &AppendLog) -> Result<()> {
-        if !self.has_retiring() || self.running.swap(true, Ordering::Acquire) {
+        if !self.has_retiring() {
             return Ok(());
         }
+        let Some(_running) = Running::claim(&self.running) else {
+            return Ok(());
+        };
         for _ in 0..2 {
             epoch::pin().flush();
         }
-        let result = self.finish_retirements(log);
-        self.running.store(false, Ordering::Release);
-        result.map(|_| ())
+        self.finish_retirements(log).map(|_| ())
+    }
+}
+
+/// The compactor's `running` flag, held for one pass and given back when dropped, also when the
+/// pass panics (a flag left set would make `Log::compact` wait forever).
+struct Running<'a>(&'a AtomicBool);
+
+impl<'a> Running<'a> {
+    /// Takes the flag, or `None` if another pass holds it.
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        // Acquire: pairs with the Release in `drop`, so one pass happens-before the next.
+        (!flag.swap(true, Ordering::Acquire)).then_some(Self(flag))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire in `claim`.
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) enum HintOutcome {
     NoSegment,
     /// The segment is mostly dead and was skipped.
     Skipped,
+    /// A record of the segment is damaged: no hint (an open scans the segment and reports it).
+    Damaged,
 }
 
 /// Writes the hint of sealed segment `id`, if every record in it is published.
@@ -59,8 +61,8 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     if path.exists() {
         return Ok(HintOutcome::Exists);
     }
-    // Held until the hint is in place: the segment stays mapped, and a retirement that starts
-    // meanwhile is seen below.
+    // Held while the segment is read and flushed, not across the hint's own file I/O: a pin
+    // held for milliseconds would hold back every retirement in the log.
     let guard = crate::sync::epoch::pin();
     let Some(segment) = log.directory().get(id, &guard) else {
         return Ok(HintOutcome::NoSegment);
@@ -92,8 +94,10 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
                 }
                 offset += record.record_bytes as usize;
             }
-            // An in-flight writer; or a damaged record, which the scan at open will report.
-            Ok(None) | Err(_) => return Ok(HintOutcome::NotReady),
+            // An in-flight writer: try later.
+            Ok(None) => return Ok(HintOutcome::NotReady),
+            // Damage, which the scan at open will report; never ready, so move on.
+            Err(_) => return Ok(HintOutcome::Damaged),
         }
     }
     // SAFETY: every byte of the segment is published and immutable: the header was written
@@ -104,19 +108,25 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     let segment_crc = seglog_format::crc32c(whole);
     // The segment first: a hint must never be more durable than what it describes.
     segment.flush_range(0, segment.len())?;
+    drop(guard);
     let bytes = writer.finish(segment_crc, filler_bytes);
     let tmp = dir.join(format!("{}.tmp", hint_file_name(id)));
     write_synced(&tmp, &bytes)?;
     // Rename makes the hint appear whole or not at all. The directory is not fsynced: a hint
     // lost in a power failure is only a slower open.
     fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    if segment.is_retired() {
+    let guard = crate::sync::epoch::pin();
+    if log
+        .directory()
+        .get(id, &guard)
+        .is_none_or(|segment| segment.is_retired())
+    {
         // Compaction retired the segment meanwhile and may have removed its hint before we
-        // renamed ours into place (it sets the flag first, then removes): remove it ourselves.
+        // renamed ours into place (it sets the flag first, then removes the hint, and only then
+        // takes the segment out of the directory): remove it ourselves.
         let _ = fs::remove_file(&path);
         return Ok(HintOutcome::NoSegment);
     }
-    drop(guard);
     Ok(HintOutcome::Written)
 }
 

@@ -156,13 +156,14 @@ impl Log {
         // One pin for the whole rebuild: the per-record pins below nest in it and cost a
         // counter increment each.
         let outer = epoch::pin();
-        let (log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
+        let (mut log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
             let guard = epoch::pin();
             let index = index.get().expect("sized before the first record");
             log.note_segment_version(record.position, record.version, &guard);
             install(index, log, record.into(), &live_bytes, &guard);
         })?;
         drop(outer);
+        log.mark_indexed();
         let index = index
             .into_inner()
             .unwrap_or_else(|| Index::new(index_options(&options)));
@@ -188,7 +189,8 @@ impl Log {
     /// tests, caches and models; `sync` does nothing.
     pub fn in_memory(options: Options) -> Result<Self> {
         options.validate()?;
-        let log = AppendLog::in_memory(options.segment_bytes, options.max_segments)?;
+        let mut log = AppendLog::in_memory(options.segment_bytes, options.max_segments)?;
+        log.mark_indexed();
         Ok(Self {
             inner: Arc::new(Inner {
                 log,
@@ -401,8 +403,7 @@ impl Log {
     pub fn stats(&self) -> Stats {
         let append = self.inner.log.stats();
         let index = self.inner.index.stats();
-        // Relaxed: statistics.
-        let live_bytes = self.inner.live_bytes.load(Ordering::Relaxed);
+        let live_bytes = self.inner.live_bytes();
         let bytes = append.record_bytes;
         Stats {
             keys: index.live_keys as u64,
@@ -532,30 +533,42 @@ impl Maintenance {
             .name("seglog-maintenance".into())
             .spawn(move || {
                 let mut next_hint = first_segment;
-                // std atomics: this flag is process plumbing, not part of any modeled protocol.
-                while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
-                    std::thread::park_timeout(period);
-                    if let SyncPolicy::IntervalMs(_) = policy
-                        && let Err(e) = inner.log.sync()
-                    {
-                        inner.note_background_error(&e);
-                    }
-                    inner.maybe_compact();
-                    let (tail_segment, _) = inner.log.split(inner.log.tail_position());
-                    next_hint = next_hint.max(inner.log.first_segment());
-                    // Hints only for segments at least HINT_LAG_BYTES behind the tail: younger
-                    // ones are often still being emptied by overwrites and compacted soon.
-                    let lag = (HINT_LAG_BYTES / inner.log.segment_bytes()).max(1);
-                    while next_hint + lag <= tail_segment {
-                        match write_hint(&inner.log, next_hint, true) {
-                            Ok(HintOutcome::NotReady) => break,
-                            Ok(_) => next_hint += 1,
-                            Err(e) => {
-                                inner.note_background_error(&e);
-                                break;
+                let body = std::panic::AssertUnwindSafe(|| {
+                    // std atomics: this flag is process plumbing, not part of any modeled protocol.
+                    while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
+                        std::thread::park_timeout(period);
+                        if let SyncPolicy::IntervalMs(_) = policy
+                            && let Err(e) = inner.log.sync()
+                        {
+                            inner.note_background_error(&e);
+                        }
+                        inner.maybe_compact();
+                        let (tail_segment, _) = inner.log.split(inner.log.tail_position());
+                        next_hint = next_hint.max(inner.log.first_segment());
+                        // Hints only for segments at least HINT_LAG_BYTES behind the tail: younger
+                        // ones are often still being emptied by overwrites and compacted soon.
+                        let lag = (HINT_LAG_BYTES / inner.log.segment_bytes()).max(1);
+                        while next_hint + lag <= tail_segment {
+                            match write_hint(&inner.log, next_hint, true) {
+                                Ok(HintOutcome::NotReady) => break,
+                                Ok(_) => next_hint += 1,
+                                Err(e) => {
+                                    inner.note_background_error(&e);
+                                    break;
+                                }
                             }
                         }
                     }
+                });
+                // A panic here is a bug; say so in `stats().background_error` rather than let
+                // syncs and hints stop without a word.
+                if let Err(panic) = std::panic::catch_unwind(body) {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    inner.note_background_panic(&what);
                 }
             })
             .map_err(|e| crate::Error::io("seglog-maintenance thread", e))?;
@@ -586,7 +599,10 @@ impl Inner {
 
     fn live_bytes(&self) -> u64 {
         // Relaxed: statistics.
-        self.live_bytes.load(Ordering::Relaxed)
+        let bytes = self.live_bytes.load(Ordering::Relaxed);
+        // A replacement's subtraction can land before the install's addition: transiently
+        // "negative" (wrapped), which reads as 0.
+        if bytes > i64::MAX as u64 { 0 } else { bytes }
     }
 
     /// Runs a compaction pass if the log is over its thresholds and no other thread is
@@ -602,6 +618,15 @@ impl Inner {
         if let Err(e) = self.compactor.try_run(&self.log, &self.index, still_due) {
             self.note_background_error(&e);
         }
+    }
+
+    fn note_background_panic(&self, what: &str) {
+        *self
+            .background_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
+            "the maintenance thread panicked and stopped: {what}"
+        ));
     }
 
     fn note_background_error(&self, error: &crate::Error) {

@@ -229,7 +229,11 @@ pub(crate) fn open_dir(
                     }
                     // No record anywhere: a segment that never got past creation (or one with
                     // nothing left to save). Its id must be free for reuse.
-                    None if no_records_after_header(&path) => {
+                    None if no_records_after_header(
+                        &path,
+                        segment_bytes.unwrap_or(options.segment_bytes),
+                    ) =>
+                    {
                         fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                         report.removed_partial_segments.push(path);
                     }
@@ -251,6 +255,38 @@ pub(crate) fn open_dir(
 
     let segment_bytes = segment_bytes.unwrap_or(options.segment_bytes);
 
+    let slots = AppendLog::directory_slots(segment_bytes, options.max_segments);
+    // Ids a seglog never writes (positions of such a segment would not fit in a u64), or spread
+    // over more ids than the directory's ring: a foreign or crafted directory, not a log.
+    let max_id = crate::appendlog::max_segment_id(segment_bytes);
+    for (header, path) in &headers {
+        if header.segment_id() > max_id {
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                offset: 16,
+                reason: format!(
+                    "segment id {:#x} is beyond {max_id:#x}, the largest a log of {segment_bytes}-byte \
+                     segments can address",
+                    header.segment_id()
+                ),
+            });
+        }
+    }
+    if let (Some((oldest, _)), Some((newest, path))) = (headers.first(), headers.last())
+        && newest.segment_id() - oldest.segment_id() >= slots
+    {
+        return Err(Error::Corrupt {
+            path: path.clone(),
+            offset: 16,
+            reason: format!(
+                "segment ids {} to {} span more than the {} a log of these segments holds at once; \
+                 the directory was not written by seglog (or by one with a larger max_segments)",
+                oldest.segment_id(),
+                newest.segment_id(),
+                slots
+            ),
+        });
+    }
     // The tail is the last segment holding a record (the first, if none does). The empty ones
     // after it were created ahead of need: keep those that follow it without a gap, remove the
     // rest, or a roll-over would wait for a missing id that nobody is creating.
@@ -296,11 +332,13 @@ pub(crate) fn open_dir(
         .map(|(header, path)| {
             let hinted = !options.strict && hints.contains(&header.segment_id());
             let from_hint = hinted
-                .then(|| hint_record_count(dir, header.segment_id()))
+                .then(|| hint_record_count(dir, header.segment_id(), header.salt()))
                 .flatten();
             // A hint's header is not validated yet: never trust it beyond what fits.
             let most = (segment_bytes - FIRST_RECORD_OFFSET as u64) / RECORD_HEADER_BYTES as u64;
-            from_hint.unwrap_or_else(|| count_records(path)).min(most)
+            from_hint
+                .unwrap_or_else(|| count_records(path, segment_bytes))
+                .min(most)
         })
         .sum();
     on_start(expected_records);
@@ -310,7 +348,8 @@ pub(crate) fn open_dir(
     let mut installed = Vec::with_capacity(headers.len());
     for (i, (header, path)) in headers.into_iter().enumerate() {
         let id = header.segment_id();
-        let segment = Segment::open_file(path, id, segment_bytes, header.salt())?;
+        // The tail and the segments after it will be written: allocate them (see `open_file`).
+        let segment = Segment::open_file(path, id, segment_bytes, header.salt(), i >= tail_index)?;
         report.segments += 1;
         // Installed before its records are reported, so `on_record` can read them through the
         // log (the index resolves keys through it). Nobody else can reach the log yet.
@@ -376,23 +415,23 @@ fn sync_file_system(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The entry count in a hint file's header, unvalidated (a sizing estimate only).
-fn hint_record_count(dir: &Path, id: u64) -> Option<u64> {
+/// The entry count in a hint file's header (a sizing estimate only): `None` unless the header
+/// checks out for this segment, and never more entries than the file's length can hold, so a
+/// damaged hint cannot make the index allocate for records that do not exist.
+fn hint_record_count(dir: &Path, id: u64, salt: u32) -> Option<u64> {
     use std::io::Read;
-    const AT: usize = seglog_format::HINT_ENTRY_COUNT_OFFSET;
-    let mut header = [0u8; AT + 4];
-    File::open(crate::hints::hint_path(dir, id))
-        .and_then(|mut f| f.read_exact(&mut header))
-        .ok()?;
-    Some(u64::from(u32::from_le_bytes(
-        header[AT..AT + 4].try_into().ok()?,
-    )))
+    let mut file = File::open(crate::hints::hint_path(dir, id)).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut header = [0u8; seglog_format::HINT_HEADER_BYTES];
+    file.read_exact(&mut header).ok()?;
+    let count = seglog_format::decode_hint_header(&header, id, salt).ok()?;
+    Some(u64::from(count).min(len / seglog_format::HINT_MIN_ENTRY_BYTES as u64))
 }
 
 /// Counts the records of a segment file by following commit words until the first that does
 /// not decode (a sizing estimate only; the recovery scan validates).
-fn count_records(path: &Path) -> u64 {
-    let Ok(bytes) = fs::read(path) else {
+fn count_records(path: &Path, segment_bytes: u64) -> u64 {
+    let Ok(bytes) = read_prefix(path, segment_bytes) else {
         return 0;
     };
     let mut offset = FIRST_RECORD_OFFSET;
@@ -440,7 +479,8 @@ fn apply_hint(
     on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
 ) -> bool {
     let path = crate::hints::hint_path(dir, segment.id());
-    let Ok(bytes) = fs::read(&path) else {
+    // A hint lists at most every record of its segment: anything longer is not a hint.
+    let Ok(bytes) = read_prefix(&path, seglog_format::max_hint_bytes(segment.len() as u64)) else {
         return false;
     };
     let Ok(hint) = seglog_format::decode_hint(&bytes, segment.id(), segment.salt()) else {
@@ -455,15 +495,33 @@ fn apply_hint(
         let _ = fs::remove_file(&path);
         return false;
     }
-    // Entries must tile the segment's records in order and stay inside it.
+    // Each entry must describe the record really at its offset (kind, length, version, key),
+    // in order: a hint is a shortcut, never a second source of truth. The segment was just read
+    // whole, so these reads of headers and keys hit the page cache.
     let mut last_end = FIRST_RECORD_OFFSET as u64;
     for entry in hint.entries() {
-        let end = u64::from(entry.offset) + u64::from(entry.record_bytes);
-        if u64::from(entry.offset) < last_end || end > segment.len() as u64 {
+        let (offset, record_bytes) = (u64::from(entry.offset), u64::from(entry.record_bytes));
+        let position = log.position(segment.id(), offset);
+        let matches = offset >= last_end
+            && record_bytes >= RECORD_HEADER_BYTES as u64
+            && offset + record_bytes <= segment.len() as u64
+            && matches!(
+                crate::appendlog::read_record(segment, entry.offset as usize, position),
+                Ok(Some(record)) if record.kind == entry.kind
+                    && record.record_bytes == entry.record_bytes
+                    && record.version == entry.version
+                    && record.version <= position
+                    && record.key == entry.key
+            );
+        if !matches {
             let _ = fs::remove_file(&path);
             return false;
         }
-        last_end = end;
+        last_end = offset + record_bytes;
+    }
+    if u64::from(hint.filler_bytes()) > segment.len() as u64 {
+        let _ = fs::remove_file(&path);
+        return false;
     }
     log.note_recovered_filler(u64::from(hint.filler_bytes()));
     for entry in hint.entries() {
@@ -501,8 +559,8 @@ fn read_header(path: &Path) -> std::result::Result<SegmentHeader, String> {
 
 /// Whether nothing but zeros follows the header area of a segment file (it never held a
 /// record).
-fn no_records_after_header(path: &Path) -> bool {
-    match fs::read(path) {
+fn no_records_after_header(path: &Path, segment_bytes: u64) -> bool {
+    match read_prefix(path, segment_bytes) {
         Ok(bytes) => bytes
             .get(SEGMENT_HEADER_BYTES..)
             .is_none_or(|rest| rest.iter().all(|&b| b == 0)),
@@ -513,10 +571,18 @@ fn no_records_after_header(path: &Path) -> bool {
 /// Rebuilds the header of segment `id` whose header is damaged, from the first record in it
 /// that validates completely (position, CRC) under the salt it carries, and writes it back.
 fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHeader> {
-    let mut bytes = fs::read(path).ok()?;
-    if bytes.len() as u64 != segment_bytes || !seglog_format::valid_segment_bytes(segment_bytes) {
+    // The size the log's other headers settled, or else the file's own length if it is a valid
+    // segment size (the damaged header may be the first one read).
+    let len = fs::metadata(path).ok()?.len();
+    let segment_bytes = if len == segment_bytes || !seglog_format::valid_segment_bytes(len) {
+        segment_bytes
+    } else {
+        len
+    };
+    if len != segment_bytes || !seglog_format::valid_segment_bytes(segment_bytes) {
         return None;
     }
+    let mut bytes = read_prefix(path, segment_bytes).ok()?;
     let shift = segment_bytes.trailing_zeros();
     let mut offset = SEGMENT_HEADER_BYTES;
     while offset + RECORD_HEADER_BYTES <= bytes.len() {
@@ -575,7 +641,9 @@ fn recover_segment(
                 end_of_valid = offset;
             }
             Err(first_error) => {
-                let next = find_next_record(log, segment, offset + 8);
+                // A record is at least a header long, so the next one starts that far on at least:
+                // searching closer could leave a gap too short to seal.
+                let next = find_next_record(log, segment, offset + RECORD_HEADER_BYTES);
                 let gap_end = next.unwrap_or(len);
                 let zeros = bytes_of(offset)[..gap_end - offset].iter().all(|&b| b == 0);
                 // A zero commit word is a writer that reserved space and died before publishing
@@ -675,7 +743,26 @@ fn decode_at(
         });
     };
     let commit = CommitWord::from_raw(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-    decode_record(commit, bytes, position, salt, Verify::Checksum)
+    let view = decode_record(commit, bytes, position, salt, Verify::Checksum)?;
+    // A version is the position where its record was first written, and copies only move
+    // forward: a version ahead of its position was never written by seglog (and would win every
+    // comparison forever, so puts or removes of its key would retry without end).
+    if view.kind.checksums_payload() && view.header.version() > position {
+        return Err(RecordError::VersionAhead {
+            version: view.header.version(),
+            position,
+        });
+    }
+    Ok(view)
+}
+
+/// At most `max` bytes from the start of the file at `path`, so a file of any size costs at
+/// most a segment's worth of memory.
+fn read_prefix(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    File::open(path)?.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The offset of the next valid record at or after `from`, searching 8 bytes at a time.

@@ -228,12 +228,25 @@ impl Segment {
     }
 
     /// Maps an existing segment file whose header has been validated as `id`, `salt`.
-    pub(crate) fn open_file(path: PathBuf, id: u64, segment_bytes: u64, salt: u32) -> Result<Self> {
+    /// With `allocate`, first makes sure every block of the file is allocated (cheap when it
+    /// is): a segment that will be written must never meet a full disk through its mapping (a
+    /// SIGBUS), so a file made sparse outside seglog fails the open with `DiskFull` instead.
+    pub(crate) fn open_file(
+        path: PathBuf,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        allocate: bool,
+    ) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        if allocate {
+            fs4::FileExt::allocate(&file, segment_bytes)
+                .map_err(|e| map_allocation_error(path.clone(), segment_bytes, e))?;
+        }
         Self::map_file(file, path, id, segment_bytes, salt, false)
     }
 
@@ -288,7 +301,10 @@ impl Segment {
     /// Bytes of records in this segment that are current for their key.
     pub(crate) fn live_bytes(&self) -> u64 {
         // Relaxed: an estimate for choosing compaction victims.
-        self.live_bytes.load(Ordering::Relaxed)
+        let bytes = self.live_bytes.load(Ordering::Relaxed);
+        // A replacement's subtraction can land before the install's addition: transiently
+        // "negative" (wrapped), which reads as 0.
+        if bytes > i64::MAX as u64 { 0 } else { bytes }
     }
 
     /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes.

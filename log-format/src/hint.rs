@@ -51,6 +51,17 @@ const HEADER_CRC_OFFSET: usize = 36;
 const HEADER_BYTES: usize = 40;
 const ENTRY_FIXED_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 8;
+/// Bytes of a hint file's header.
+pub const HINT_HEADER_BYTES: usize = HEADER_BYTES;
+/// The fewest bytes one hint entry takes (an entry with an empty key).
+pub const HINT_MIN_ENTRY_BYTES: usize = ENTRY_FIXED_BYTES;
+
+/// The largest hint a segment of `segment_bytes` can have: an entry is never longer than the
+/// record it lists (24 bytes plus the key, against a 40-byte header plus key and value).
+#[must_use]
+pub const fn max_hint_bytes(segment_bytes: u64) -> u64 {
+    (HEADER_BYTES + TRAILER_BYTES) as u64 + segment_bytes
+}
 
 /// One record of a sealed segment, as a hint lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +183,30 @@ pub struct Hint<'a> {
     count: u32,
     segment_crc: u32,
     filler_bytes: u32,
+}
+
+/// Validates the first [`HINT_HEADER_BYTES`] of a hint file as the header of segment
+/// `segment_id`'s hint (magic, version, header CRC, id, salt) and returns its entry count, which
+/// only the whole file's checks confirm. Never panics.
+pub fn decode_hint_header(header: &[u8], segment_id: u64, salt: u32) -> Result<u32, HintError> {
+    let Some(header) = header.get(..HEADER_BYTES) else {
+        return Err(HintError::Truncated);
+    };
+    if header[..8] != HINT_MAGIC {
+        return Err(HintError::BadMagic);
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    if u32_at(8) != HINT_FORMAT_VERSION {
+        return Err(HintError::UnsupportedVersion(u32_at(8)));
+    }
+    if crc32c(&header[..HEADER_CRC_OFFSET]) != u32_at(HEADER_CRC_OFFSET) {
+        return Err(HintError::ChecksumMismatch);
+    }
+    let id = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    if id != segment_id || u32_at(24) != salt {
+        return Err(HintError::WrongSegment);
+    }
+    Ok(u32_at(HINT_ENTRY_COUNT_OFFSET))
 }
 
 /// Validates `bytes` as the hint of segment `segment_id` with `salt`. Never panics.
@@ -330,6 +365,26 @@ mod tests {
         assert_eq!(entries[1].offset, 120);
         assert_eq!(hint.segment_crc(), 0x1234_5678);
         assert_eq!(hint.filler_bytes(), 96);
+    }
+
+    #[test]
+    fn the_header_alone_gives_the_entry_count() {
+        let bytes = sample();
+        assert_eq!(decode_hint_header(&bytes, 9, 0xABCD), Ok(2));
+        assert_eq!(
+            decode_hint_header(&bytes, 9, 1),
+            Err(HintError::WrongSegment)
+        );
+        let mut flipped = bytes.clone();
+        flipped[13] ^= 0x40; // the entry count
+        assert_eq!(
+            decode_hint_header(&flipped, 9, 0xABCD),
+            Err(HintError::ChecksumMismatch)
+        );
+        assert_eq!(
+            decode_hint_header(&bytes[..39], 9, 0xABCD),
+            Err(HintError::Truncated)
+        );
     }
 
     #[test]

@@ -36,8 +36,9 @@ mod record;
 mod segment;
 
 pub use hint::{
-    HINT_ENTRY_COUNT_OFFSET, HINT_FORMAT_VERSION, HINT_MAGIC, HINT_TRAILER, Hint, HintEntry,
-    HintError, HintWriter, decode_hint,
+    HINT_ENTRY_COUNT_OFFSET, HINT_FORMAT_VERSION, HINT_HEADER_BYTES, HINT_MAGIC,
+    HINT_MIN_ENTRY_BYTES, HINT_TRAILER, Hint, HintEntry, HintError, HintWriter, decode_hint,
+    decode_hint_header, max_hint_bytes,
 };
 pub use record::{
     CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,

@@ -159,8 +159,12 @@ pub struct RecordLayout {
 /// it would not fit in the commit word's 32-bit length.
 #[must_use]
 pub fn record_layout(key_len: usize, value_len: usize) -> Option<RecordLayout> {
-    let value_offset = RECORD_HEADER_BYTES as u64 + align8(u64::try_from(key_len).ok()?);
-    let record_bytes = value_offset + align8(u64::try_from(value_len).ok()?);
+    // Through u32 first: lengths that do not fit one cannot make a record, and `align8` of a
+    // u32-sized length cannot overflow.
+    let key_len = u64::from(u32::try_from(key_len).ok()?);
+    let value_len = u64::from(u32::try_from(value_len).ok()?);
+    let value_offset = RECORD_HEADER_BYTES as u64 + align8(key_len);
+    let record_bytes = value_offset + align8(value_len);
     Some(RecordLayout {
         key_offset: RECORD_HEADER_BYTES as u32,
         value_offset: u32::try_from(value_offset).ok()?,
@@ -403,6 +407,15 @@ pub enum RecordError {
         /// CRC computed over the bytes.
         computed: u32,
     },
+    /// A put or tombstone whose version is ahead of its position. The format allows any
+    /// version; a log refuses these, since a record's version is the position where it was
+    /// first written and copies only move forward.
+    VersionAhead {
+        /// The record's version.
+        version: u64,
+        /// Where it was read.
+        position: u64,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -441,6 +454,10 @@ impl fmt::Display for RecordError {
             Self::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            Self::VersionAhead { version, position } => write!(
+                f,
+                "record version {version:#x} is ahead of its position {position:#x}"
             ),
         }
     }
