@@ -197,3 +197,18 @@ fn a_record_whose_version_is_ahead_of_its_position_is_reported_not_installed() {
     assert!(log.remove(b"key-0").unwrap());
     assert!(log.get(b"key-0").is_none());
 }
+
+#[test]
+fn a_hint_whose_segment_is_gone_is_removed_at_open() {
+    // What a crash leaves when a hint is renamed into place just as compaction deletes its
+    // segment: a hint nobody would ever read or remove.
+    let dir = tempfile::tempdir().unwrap();
+    let state = small_log(dir.path());
+    write_lying_hint(dir.path(), &[]);
+    let orphan = dir.path().join(format!("{:016x}.hint", 77));
+    std::fs::rename(dir.path().join("0000000000000000.hint"), &orphan).unwrap();
+    let log = Log::open_with(dir.path(), options()).unwrap();
+    assert!(!orphan.exists(), "the orphan hint is removed");
+    let after: BTreeMap<_, _> = log.iter().collect();
+    assert_eq!(after, state);
+}
