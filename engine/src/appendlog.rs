@@ -853,6 +853,15 @@ impl AppendLog {
         segment.release_install();
     }
 
+    /// The install hold of the record at `position`, appended with `hold: true`, as a guard
+    /// that releases it when dropped.
+    pub(crate) fn install_hold(&self, position: u64) -> InstallHold<'_> {
+        InstallHold {
+            log: self,
+            position,
+        }
+    }
+
     /// Adds `delta` to the live bytes of the segment holding `position`.
     pub(crate) fn add_segment_live_bytes(&self, position: u64, delta: i64, guard: &Guard) {
         if let Some(segment) = self.directory.get(self.split(position).0, guard) {
@@ -1112,6 +1121,20 @@ impl<'a> RecordRef<'a> {
             value: view.value,
             record_bytes: view.record_bytes,
         }
+    }
+}
+
+/// The install hold of one record (see [`AppendLog::append_record`]), released when dropped:
+/// also when its install panics, since a hold left behind would keep compaction off the
+/// record's segment for the log's life.
+pub(crate) struct InstallHold<'a> {
+    log: &'a AppendLog,
+    position: u64,
+}
+
+impl Drop for InstallHold<'_> {
+    fn drop(&mut self) {
+        self.log.release_hold(self.position);
     }
 }
 

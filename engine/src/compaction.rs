@@ -385,6 +385,7 @@ pub(crate) fn relocate_record(
         true,
         |buf| buf.copy_from_slice(record.value),
     )?;
+    let hold = log.install_hold(copy.position);
     let switched = replace(
         index,
         record.key,
@@ -393,7 +394,7 @@ pub(crate) fn relocate_record(
         log,
         guard,
     );
-    log.release_hold(copy.position);
+    drop(hold);
     if !switched {
         return Ok(None);
     }

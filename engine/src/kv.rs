@@ -258,17 +258,17 @@ impl Log {
         mut appended: Appended,
         mut again: impl FnMut(Appended) -> Result<Appended>,
     ) -> Result<u64> {
+        let mut hold = self.inner.log.install_hold(appended.position);
         loop {
             match self.install_appended(key, RecordKind::Put, appended) {
                 Outcome::Superseded { by_tombstone: true } => {
                     // Copy the value while this record's hold still keeps its segment from
-                    // being compacted away, then let it go.
-                    let retry = again(appended);
-                    self.inner.log.release_hold(appended.position);
-                    appended = retry?;
+                    // being compacted away, then let it go (the assignment drops the old hold).
+                    appended = again(appended)?;
+                    hold = self.inner.log.install_hold(appended.position);
                 }
                 Outcome::Installed { .. } | Outcome::Superseded { .. } => {
-                    self.inner.log.release_hold(appended.position);
+                    drop(hold);
                     self.after_write()?;
                     return Ok(appended.version);
                 }
@@ -285,8 +285,8 @@ impl Log {
         Ok(())
     }
 
-    /// Installs a record appended with a hold. The caller releases the hold (once it no longer
-    /// needs the record's segment) and then runs [`Log::after_write`].
+    /// Installs a record appended with a hold. The caller holds it in an `InstallHold` and drops
+    /// that once it no longer needs the record's segment, then runs [`Log::after_write`].
     fn install_appended(&self, key: &[u8], kind: RecordKind, appended: Appended) -> Outcome {
         let guard = epoch::pin();
         let record = Published {
@@ -347,8 +347,9 @@ impl Log {
                 self.inner
                     .log
                     .append_record(RecordKind::Tombstone, key, 0, None, true, |_| {})?;
+            let hold = self.inner.log.install_hold(appended.position);
             let outcome = self.install_appended(key, RecordKind::Tombstone, appended);
-            self.inner.log.release_hold(appended.position);
+            drop(hold);
             match outcome {
                 Outcome::Installed { replaced_live } => {
                     self.after_write()?;

@@ -54,7 +54,7 @@ fn round(round: u64) -> Result<(), String> {
     let (reserved_tx, reserved_rx) = mpsc::channel::<u64>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel();
-    {
+    let worker = {
         let (log, value) = (Arc::clone(&log), value.clone());
         std::thread::spawn(move || {
             let result = log.put_with(KEY, VALUE_LEN, |buf| {
@@ -64,8 +64,8 @@ fn round(round: u64) -> Result<(), String> {
                 buf.copy_from_slice(&value);
             });
             let _ = done_tx.send(result.map_err(|e| e.to_string()));
-        });
-    }
+        })
+    };
     let a_segment = reserved_rx
         .recv_timeout(TIMEOUT)
         .map_err(|_| "put_with never called its fill closure".to_string())?;
@@ -111,6 +111,10 @@ fn round(round: u64) -> Result<(), String> {
             ));
         }
     }
+    // The worker's clone of the log must be gone too before the directory can be reopened.
+    worker
+        .join()
+        .map_err(|_| "the put_with thread panicked".to_string())?;
     drop(log);
     let log = Log::open_with(dir.path(), options()).unwrap();
     if log.get(KEY).as_deref() != Some(&value[..]) {
