@@ -149,6 +149,9 @@ pub struct AppendLog {
     recycle: std::sync::Arc<crate::segment::RecyclePool>,
     /// Whether a [`crate::Log`]'s index points into this log's segments.
     indexed: bool,
+    /// Serializes hint writers (the background thread and `Log::write_hints`), which share a
+    /// temporary file name per segment. Never taken by appends or reads.
+    hint_lock: std::sync::Mutex<()>,
     /// Loom only: cloned into every segment this log creates, so the models can count live
     /// segments and loom's leak check reports one that is never dropped.
     #[cfg(seglog_loom)]
@@ -190,6 +193,7 @@ impl AppendLog {
             sync_lock: std::sync::Mutex::new(()),
             recycle: std::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
             indexed: false,
+            hint_lock: std::sync::Mutex::new(()),
             #[cfg(seglog_loom)]
             segment_token: crate::sync::Arc::new(()),
         }
@@ -810,6 +814,13 @@ impl AppendLog {
             }
         }
         true
+    }
+
+    /// Held while a hint file is written (see `hints::write_hint`).
+    pub(crate) fn lock_hints(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.hint_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks this log as indexed by a [`crate::Log`] (see [`AppendLog::retire_segment`]).

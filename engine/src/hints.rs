@@ -57,6 +57,8 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     let Some(dir) = log.storage_path() else {
         return Ok(HintOutcome::NoSegment);
     };
+    // One writer at a time: two writing the same hint would race on its temporary file.
+    let _writing = log.lock_hints();
     let path = hint_path(dir, id);
     if path.exists() {
         return Ok(HintOutcome::Exists);
