@@ -131,7 +131,10 @@ fn a_corrupt_record_is_named_by_file_and_offset() {
 
     let verify = seglog(&["verify", path]);
     let err = one_line_failure(&verify);
-    assert!(err.contains("0000000000000000.seg") && err.contains(&format!("offset {position}")));
+    assert!(
+        err.contains("0000000000000000.seg") && err.contains(&format!("offset {position}")),
+        "{err}"
+    );
     assert!(stdout(&verify).contains("checksum"), "{}", stdout(&verify));
 
     for command in ["stats", "dump"] {

@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use seglog_format::RecordKind;
 
-use crate::appendlog::{AppendLog, Appended, RecordRef, read_record};
 use crate::error::Result;
 use crate::index::Index;
+use crate::log::{AppendLog, Appended, RecordRef, read_record};
 use crate::segment::FIRST_RECORD_OFFSET;
 use crate::sync::epoch::{self, Guard};
 
@@ -103,6 +103,11 @@ impl Compactor {
             bytes_relocated: AtomicU64::new(0),
             bytes_reclaimed: AtomicU64::new(0),
         }
+    }
+
+    /// Whether writers and the background thread compact on their own.
+    pub(crate) fn is_auto(&self) -> bool {
+        self.policy.auto
     }
 
     pub(crate) fn stats(&self) -> CompactionStats {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use seglog_format::{HintEntry, HintWriter, RecordKind};
 
-use crate::appendlog::{AppendLog, read_record};
 use crate::error::{Error, Result};
+use crate::log::{AppendLog, read_record};
 use crate::segment::FIRST_RECORD_OFFSET;
 
 /// File name of the hint of segment `id`.

@@ -7,25 +7,25 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod appendlog;
 mod compaction;
 mod directory;
 mod error;
+mod files;
 mod guard;
 mod hints;
 mod index;
 mod kv;
+mod log;
 mod options;
 mod recovery;
 mod segment;
 mod sync;
-mod tail;
 
-pub use appendlog::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use compaction::CompactionStats;
 pub use error::{Error, Result};
 pub use guard::{Guard, pin};
 pub use kv::{Iter, Log, Pinned, Stats};
+pub use log::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
 pub use seglog_format::{MAX_KEY_BYTES, RecordKind};

@@ -178,8 +178,9 @@ fn segment_ids_do_not_run_out_in_a_long_lived_log() {
         let v = pattern(k, seq, 190 + (seq % 20) as usize);
         if let Err(e) = log.put(&key(2, k), &v) {
             panic!(
-                "put {seq} of {PUTS} failed after {} roll-overs: {e}",
-                log.append_log().stats().rollovers
+                "put {seq} of {PUTS} failed after {} roll-overs: {e} ({:?})",
+                log.append_log().stats().rollovers,
+                log.stats()
             );
         }
         latest.insert(key(2, k), v);

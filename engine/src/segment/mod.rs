@@ -14,14 +14,18 @@
 //! so the models check the publish protocol itself (a read not ordered after the write is a
 //! reported race).
 
-use std::fs::{File, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapRaw;
 use seglog_format::{SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use crate::error::{Error, Result};
+
+mod file;
+mod recycle;
+
+pub(crate) use self::file::map_allocation_error;
+pub(crate) use self::recycle::RecyclePool;
 use crate::sync::{AtomicU64, Ordering};
 
 /// File name of segment `id`: 16 lowercase hex digits and `.seg`.
@@ -135,157 +139,6 @@ impl Segment {
         segment
     }
 
-    /// Creates the file for segment `id` in `dir` at full size (blocks allocated, so later
-    /// writes through the mapping cannot hit a full disk), maps it, and writes its header. A
-    /// retired segment's file is reused when `pool` has one.
-    pub(crate) fn create_file(
-        dir: &Path,
-        id: u64,
-        segment_bytes: u64,
-        salt: u32,
-        prefault: bool,
-        pool: &RecyclePool,
-    ) -> Result<Self> {
-        let path = dir.join(segment_file_name(id));
-        if let Some(free) = pool.take() {
-            match Self::reuse_file(&free, &path, id, segment_bytes, salt, prefault) {
-                Ok(segment) => return Ok(segment),
-                // Could not reuse it: drop it and create a fresh file.
-                Err(_) => {
-                    let _ = std::fs::remove_file(&free);
-                }
-            }
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        if let Err(e) = fs4::FileExt::allocate(&file, segment_bytes) {
-            drop(file);
-            // A half-created file would confuse recovery; it holds nothing yet.
-            let _ = std::fs::remove_file(&path);
-            return Err(map_allocation_error(path, segment_bytes, e));
-        }
-        let segment = match Self::map_file(file, path.clone(), id, segment_bytes, salt, prefault) {
-            Ok(segment) => segment,
-            Err(error) => {
-                // Not mapped: remove the file, or every later attempt at this id fails on it.
-                let _ = std::fs::remove_file(&path);
-                return Err(error);
-            }
-        };
-        let header = SegmentHeader::new(id, segment_bytes, salt);
-        // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
-        unsafe { segment.write(0, header.as_bytes()) };
-        Ok(segment)
-    }
-
-    /// Marks a segment that was never installed for deletion: its file goes when it drops.
-    pub(crate) fn discard(&self) {
-        // std atomic, Relaxed: read only by `drop`, which has exclusive access.
-        self.delete_on_drop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether compaction has retired the segment's file (see [`Segment::retire_file`]).
-    pub(crate) fn is_retired(&self) -> bool {
-        // SeqCst: with the store in `retire_file`, one of a hint writer and the retirement sees
-        // the other (see `hints::write_hint`).
-        self.retired.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Turns a retired segment's file into segment `id`: zeroes it, writes the new header, and
-    /// only then renames it into place, so a crash leaves either a `.seg.free` file (removed at
-    /// open) or a valid empty segment.
-    fn reuse_file(
-        free: &Path,
-        path: &Path,
-        id: u64,
-        segment_bytes: u64,
-        salt: u32,
-        prefault: bool,
-    ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(free)
-            .map_err(|e| Error::io(free, e))?;
-        zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
-        fs4::FileExt::allocate(&file, segment_bytes)
-            .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
-        let mut segment =
-            Self::map_file(file, free.to_path_buf(), id, segment_bytes, salt, prefault)?;
-        let header = SegmentHeader::new(id, segment_bytes, salt);
-        // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
-        unsafe { segment.write(0, header.as_bytes()) };
-        std::fs::rename(free, path).map_err(|e| Error::io(path, e))?;
-        if let Backing::File { path: p, .. } = &mut segment.backing {
-            *p = path.to_path_buf();
-        }
-        Ok(segment)
-    }
-
-    /// Maps an existing segment file whose header has been validated as `id`, `salt`.
-    /// With `allocate`, first makes sure every block of the file is allocated (cheap when it
-    /// is): a segment that will be written must never meet a full disk through its mapping (a
-    /// SIGBUS), so a file made sparse outside seglog fails the open with `DiskFull` instead.
-    pub(crate) fn open_file(
-        path: PathBuf,
-        id: u64,
-        segment_bytes: u64,
-        salt: u32,
-        allocate: bool,
-    ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        if allocate {
-            fs4::FileExt::allocate(&file, segment_bytes)
-                .map_err(|e| map_allocation_error(path.clone(), segment_bytes, e))?;
-        }
-        Self::map_file(file, path, id, segment_bytes, salt, false)
-    }
-
-    fn map_file(
-        file: File,
-        path: PathBuf,
-        id: u64,
-        segment_bytes: u64,
-        salt: u32,
-        prefault: bool,
-    ) -> Result<Self> {
-        let map = MmapOptions::new()
-            .len(segment_bytes as usize)
-            .map_raw(&file)
-            .map_err(|e| Error::io(&path, e))?;
-        let base = map.as_mut_ptr();
-        if prefault {
-            // MAP_POPULATE maps a shared file's pages read-only, so every first write would
-            // still fault; MADV_POPULATE_WRITE (Linux 5.14+) faults them in writable. Best
-            // effort: on older kernels the first writes fault as usual.
-            // SAFETY: the range is exactly the mapping just created, which stays mapped; the
-            // advice only populates page tables.
-            let _ = unsafe {
-                libc::madvise(
-                    base.cast(),
-                    segment_bytes as usize,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
-        }
-        Ok(Self::from_parts(
-            id,
-            salt,
-            segment_bytes as usize,
-            base,
-            Backing::File { map, path },
-        ))
-    }
-
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -348,42 +201,6 @@ impl Segment {
     pub(crate) fn note_version(&self, version: u64) {
         // Release: pairs with the Acquire in `min_version`.
         self.min_version.fetch_min(version, Ordering::Release);
-    }
-
-    /// Retires the segment's file: renames it aside for reuse if `pool` has room (it joins the
-    /// pool once the segment is unmapped), otherwise deletes it. Its hint goes either way.
-    pub(crate) fn retire_file(&self, pool: &std::sync::Arc<RecyclePool>) {
-        let Backing::File { path, .. } = &self.backing else {
-            return;
-        };
-        // SeqCst: before the hint is removed, so a hint writer that renames its file into place
-        // after this removal sees the flag and removes the file itself (`hints::write_hint`).
-        self.retired
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = std::fs::remove_file(path.with_extension("hint"));
-        let aside = path.with_extension("seg.free");
-        let recycled = pool.reserve()
-            && match std::fs::rename(path, &aside) {
-                Ok(()) => true,
-                Err(_) => {
-                    // Give the pool its room back: nothing will ever fill it.
-                    pool.unreserve();
-                    false
-                }
-            };
-        if recycled {
-            *self
-                .recycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((aside, std::sync::Arc::clone(pool)));
-        } else {
-            // Unlinking a mapped file is fine: the blocks go when the mapping does.
-            let _ = std::fs::remove_file(path);
-            // std atomic, Relaxed: read only by `drop`, which has exclusive access.
-            self.delete_on_drop
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 
     /// The file behind the segment, if it has one.
@@ -523,101 +340,6 @@ impl std::fmt::Debug for Segment {
             .field("path", &self.path())
             .finish()
     }
-}
-
-pub(crate) fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> Error {
-    // ENOSPC, and EFBIG from RLIMIT_FSIZE or a file-size limit of the file system.
-    let out_of_space = e.kind() == io::ErrorKind::StorageFull
-        || e.kind() == io::ErrorKind::FileTooLarge
-        || matches!(e.raw_os_error(), Some(28 | 27));
-    if out_of_space {
-        Error::DiskFull { path, needed }
-    } else {
-        Error::io(path, e)
-    }
-}
-
-/// Retired segment files waiting to be reused, so a busy log does not create and delete a file
-/// per segment (inode allocation dominates segment creation on some file systems). Holds at
-/// most `limit` files, counting those reserved by segments not yet unmapped.
-#[derive(Debug)]
-pub(crate) struct RecyclePool {
-    files: std::sync::Mutex<(Vec<PathBuf>, usize)>,
-    limit: usize,
-}
-
-impl RecyclePool {
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            files: std::sync::Mutex::new((Vec::new(), 0)),
-            limit,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<PathBuf>, usize)> {
-        self.files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Claims room for one more file; `false` if the pool is full.
-    fn reserve(&self) -> bool {
-        let mut files = self.lock();
-        if files.0.len() + files.1 >= self.limit {
-            return false;
-        }
-        files.1 += 1;
-        true
-    }
-
-    /// Gives back room claimed by `reserve` for a file that will not come.
-    fn unreserve(&self) {
-        self.lock().1 -= 1;
-    }
-
-    /// Adds a reserved file, now unmapped.
-    fn put(&self, path: PathBuf) {
-        let mut files = self.lock();
-        files.1 -= 1;
-        files.0.push(path);
-    }
-
-    fn take(&self) -> Option<PathBuf> {
-        self.lock().0.pop()
-    }
-
-    /// Files in the pool or on their way to it.
-    pub(crate) fn len(&self) -> usize {
-        let files = self.lock();
-        files.0.len() + files.1
-    }
-}
-
-/// Zeroes a file's first `len` bytes: punches a hole (no data written), or writes zeros where
-/// the file system cannot.
-fn zero_file(file: &File, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fallocate only reads its integer arguments; the descriptor is open for writing.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            len as libc::off_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    use std::os::unix::fs::FileExt;
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < len {
-        let n = (len - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
 }
 
 /// The segment header size as a `usize` offset.

@@ -95,6 +95,50 @@ impl Tail {
     }
 }
 
+use super::AppendLog;
+use crate::segment::Segment;
+use crate::sync::epoch::Guard;
+use crate::sync::{Backoff, Ordering};
+
+impl AppendLog {
+    /// The tail's segment id and offset (the offset may run past the segment end while a
+    /// roll-over is due). `guard` must have been pinned before the call, so the segment the
+    /// tail names cannot be retired and its slot reused while we look it up.
+    pub(super) fn tail(&self, guard: &Guard) -> (u64, u64) {
+        let backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release swaps in `roll_over`, so the segment the tail
+            // names is installed in the directory.
+            let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+            let slot = tail.segment() % self.directory.slots();
+            if let Some(segment) = self.directory.in_slot(slot, guard) {
+                return (segment.id(), tail.offset());
+            }
+            // Only `retire_segment` can empty the slot of a segment the tail named: the tail
+            // has moved on since our load. Load it again.
+            backoff.snooze();
+        }
+    }
+
+    /// The segment whose id's low bits (as the tail keeps them) are `bits`: the tail's segment,
+    /// or one the tail has just left. The roll-over installs a segment before the tail moves to
+    /// it, and a segment is retired only when sealed and fully published, after every thread
+    /// pinned at the time has unpinned: a thread that read the tail while pinned finds it.
+    pub(super) fn tail_segment<'g>(&self, bits: u64, guard: &'g Guard) -> &'g Segment {
+        self.directory
+            .in_slot(bits % self.directory.slots(), guard)
+            .expect("the tail's segment is installed before the tail moves to it")
+    }
+
+    /// The position the next reservation would start at, if it fits in the current segment
+    /// (the start of the next segment if the current one is full).
+    pub fn tail_position(&self) -> u64 {
+        let guard = crate::sync::epoch::pin();
+        let (segment, offset) = self.tail(&guard);
+        self.position(segment, offset.min(self.segment_bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,41 +18,31 @@
 //!
 //! Every write holds its segment from publish to install, so compaction never takes a record
 //! that is published but not yet in the index for dead.
+mod install;
+mod maintenance;
+mod view;
+mod write;
 
 use std::path::Path;
 
-use seglog_format::RecordKind;
-
-use crate::appendlog::{AppendLog, Appended, RecordRef};
 use crate::error::Result;
-use crate::index::{Index, IndexOptions, RecordSource, Resolved, Upserted};
+use crate::index::{Index, IndexOptions};
+use crate::log::{AppendLog, RecordRef};
 use crate::options::{Options, SyncPolicy};
 use crate::recovery::{RecoveryReport, open_dir};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::compaction::{CompactionStats, Compactor};
-use crate::hints::{HintOutcome, write_hint};
+use crate::hints::write_hint;
 use crate::sync::AtomicU64;
 use crate::sync::Ordering;
 use crate::sync::epoch::{self, Guard};
 
-impl RecordSource for AppendLog {
-    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g> {
-        // Cannot fail: the index holds only addresses of records validated when they were
-        // written or recovered, in segments that are retired only once no index table that
-        // could hold them is reachable and every thread pinned then has unpinned (see
-        // `Compactor::relocate`).
-        let record = self
-            .read_address(address, guard)
-            .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"));
-        Resolved {
-            key: record.key,
-            version: record.version,
-            live: record.kind == RecordKind::Put,
-        }
-    }
-}
+pub(crate) use self::install::Published;
+use self::install::{current, install};
+use self::maintenance::Maintenance;
+use self::view::key_addresses;
+pub use self::view::{Iter, Pinned};
 
 /// A key-value log: records by key in a lock-free segmented append log.
 ///
@@ -153,16 +143,15 @@ impl Log {
             index_options.initial_capacity = index_options.initial_capacity.max(needed);
             let _ = index.set(Index::new(index_options));
         };
-        // One pin for the whole rebuild: the per-record pins below nest in it and cost a
-        // counter increment each.
-        let outer = epoch::pin();
+        // The per-record pins below nest in the one `open_dir` holds while it replays, so they
+        // cost a counter increment each; that pin ends before the open's syncfs, which would
+        // otherwise hold back reclamation in every log of the process for as long as it takes.
         let (mut log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
             let guard = epoch::pin();
             let index = index.get().expect("sized before the first record");
             log.note_segment_version(record.position, record.version, &guard);
             install(index, log, record.into(), &live_bytes, &guard);
         })?;
-        drop(outer);
         log.mark_indexed();
         let index = index
             .into_inner()
@@ -205,117 +194,6 @@ impl Log {
         })
     }
 
-    /// Stores `value` under `key` and returns the new record's version. When it returns, the
-    /// value is visible to `get` on every thread (unless a concurrent `put` or `remove` of the
-    /// same key replaced it meanwhile).
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
-        let append = || {
-            self.inner
-                .log
-                .append_record(RecordKind::Put, key, value.len(), None, true, |buf| {
-                    buf.copy_from_slice(value);
-                })
-        };
-        self.put_appended(key, append()?, |_| append())
-    }
-
-    /// Stores a `value_len`-byte value under `key`, written in place by `fill` (zero-copy). If
-    /// `fill` panics, nothing is stored and the panic continues.
-    pub fn put_with(
-        &self,
-        key: &[u8],
-        value_len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<u64> {
-        let first =
-            self.inner
-                .log
-                .append_record(RecordKind::Put, key, value_len, None, true, fill)?;
-        // A retry copies the value this call already wrote into the log. `put_appended` still
-        // holds the previous record's segment here, so compaction cannot have retired it.
-        let again = |previous: Appended| {
-            let guard = epoch::pin();
-            let value = self.inner.log.read_at(previous.position, &guard)?.value;
-            self.inner
-                .log
-                .append_record(RecordKind::Put, key, value_len, None, true, |buf| {
-                    buf.copy_from_slice(value);
-                })
-        };
-        self.put_appended(key, first, again)
-    }
-
-    /// Installs a put, retrying past a tombstone that beat it.
-    ///
-    /// A put that loses to a higher *put* is simply overwritten (the higher version wins). A
-    /// put that loses to a higher *tombstone* is different: that remove read the key before this
-    /// put was installed, so it cannot have removed it (it may even have reported the key
-    /// absent). The put then takes effect after the remove: it appends its value again, with a
-    /// newer version, and installs that.
-    fn put_appended(
-        &self,
-        key: &[u8],
-        mut appended: Appended,
-        mut again: impl FnMut(Appended) -> Result<Appended>,
-    ) -> Result<u64> {
-        let mut hold = self.inner.log.install_hold(appended.position);
-        loop {
-            match self.install_appended(key, RecordKind::Put, appended) {
-                Outcome::Superseded { by_tombstone: true } => {
-                    // Copy the value while this record's hold still keeps its segment from
-                    // being compacted away, then let it go (the assignment drops the old hold).
-                    appended = again(appended)?;
-                    hold = self.inner.log.install_hold(appended.position);
-                }
-                Outcome::Installed { .. } | Outcome::Superseded { .. } => {
-                    drop(hold);
-                    self.after_write()?;
-                    return Ok(appended.version);
-                }
-            }
-        }
-    }
-
-    /// The follow-ups of a finished write: automatic compaction, the `EveryWrite` sync.
-    fn after_write(&self) -> Result<()> {
-        self.inner.maybe_compact();
-        if self.inner.sync_policy == SyncPolicy::EveryWrite {
-            self.sync()?;
-        }
-        Ok(())
-    }
-
-    /// Installs a record appended with a hold. The caller holds it in an `InstallHold` and drops
-    /// that once it no longer needs the record's segment, then runs [`Log::after_write`].
-    fn install_appended(&self, key: &[u8], kind: RecordKind, appended: Appended) -> Outcome {
-        let guard = epoch::pin();
-        let record = Published {
-            key,
-            position: appended.position,
-            version: appended.version,
-            kind,
-            record_bytes: appended.record_bytes,
-        };
-        match install(
-            &self.inner.index,
-            &self.inner.log,
-            record,
-            &self.inner.live_bytes,
-            &guard,
-        ) {
-            Upserted::Installed { replaced } => Outcome::Installed {
-                replaced_live: replaced.is_some_and(|previous| previous.live),
-            },
-            Upserted::Superseded { current } => Outcome::Superseded {
-                by_tombstone: self
-                    .inner
-                    .log
-                    .read_address(current, &guard)
-                    .is_ok_and(|r| r.kind == RecordKind::Tombstone),
-            },
-        }
-    }
-
     /// The current value of `key`, copied out.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.get_with(key, <[u8]>::to_vec)
@@ -330,35 +208,6 @@ impl Log {
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.get_with(key, |_| ()).is_some()
-    }
-
-    /// Removes `key` by appending a tombstone. Returns whether it had a value; removing an
-    /// absent key writes nothing.
-    pub fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.inner.log.check_sizes(key.len(), 0)?;
-        loop {
-            {
-                let guard = epoch::pin();
-                if current(&self.inner.index, &self.inner.log, key, &guard).is_none() {
-                    return Ok(false);
-                }
-            }
-            let appended =
-                self.inner
-                    .log
-                    .append_record(RecordKind::Tombstone, key, 0, None, true, |_| {})?;
-            let hold = self.inner.log.install_hold(appended.position);
-            let outcome = self.install_appended(key, RecordKind::Tombstone, appended);
-            drop(hold);
-            match outcome {
-                Outcome::Installed { replaced_live } => {
-                    self.after_write()?;
-                    return Ok(replaced_live);
-                }
-                // A newer record of this key won; our tombstone is dead. Start over against it.
-                Outcome::Superseded { .. } => {}
-            }
-        }
     }
 
     /// Number of live keys. Exact when no write is in flight.
@@ -511,79 +360,6 @@ impl Drop for Log {
     }
 }
 
-/// How far behind the tail a sealed segment must be before the background thread writes its
-/// hint file.
-const HINT_LAG_BYTES: u64 = 8 << 20;
-
-/// The background thread of a file-backed log: writes hint files for sealed segments and, with
-/// [`SyncPolicy::IntervalMs`], syncs on that interval. It never touches the write path.
-struct Maintenance {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Maintenance {
-    fn start(inner: &Arc<Inner>, first_segment: u64, policy: SyncPolicy) -> Result<Self> {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (inner, thread_stop) = (Arc::clone(inner), Arc::clone(&stop));
-        let period = match policy {
-            SyncPolicy::IntervalMs(ms) => Duration::from_millis(ms),
-            _ => Duration::from_millis(100),
-        };
-        let thread = std::thread::Builder::new()
-            .name("seglog-maintenance".into())
-            .spawn(move || {
-                let mut next_hint = first_segment;
-                let body = std::panic::AssertUnwindSafe(|| {
-                    // std atomics: this flag is process plumbing, not part of any modeled protocol.
-                    while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
-                        std::thread::park_timeout(period);
-                        if let SyncPolicy::IntervalMs(_) = policy
-                            && let Err(e) = inner.log.sync()
-                        {
-                            inner.note_background_error(&e);
-                        }
-                        inner.maybe_compact();
-                        let (tail_segment, _) = inner.log.split(inner.log.tail_position());
-                        next_hint = next_hint.max(inner.log.first_segment());
-                        // Hints only for segments at least HINT_LAG_BYTES behind the tail: younger
-                        // ones are often still being emptied by overwrites and compacted soon.
-                        let lag = (HINT_LAG_BYTES / inner.log.segment_bytes()).max(1);
-                        while next_hint + lag <= tail_segment {
-                            match write_hint(&inner.log, next_hint, true) {
-                                Ok(HintOutcome::NotReady) => break,
-                                Ok(_) => next_hint += 1,
-                                Err(e) => {
-                                    inner.note_background_error(&e);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                });
-                // A panic here is a bug; say so in `stats().background_error` rather than let
-                // syncs and hints stop without a word.
-                if let Err(panic) = std::panic::catch_unwind(body) {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    inner.note_background_panic(&what);
-                }
-            })
-            .map_err(|e| crate::Error::io("seglog-maintenance thread", e))?;
-        Ok(Self { stop, thread })
-    }
-
-    fn stop(self) {
-        // Release: pairs with the Acquire load in the thread's loop.
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        self.thread.thread().unpark();
-        let _ = self.thread.join();
-    }
-}
-
 impl Inner {
     /// The current put record of the key stored at `address` (some record of that key, as
     /// `Index::for_each_key` reports), if the key is live.
@@ -621,6 +397,31 @@ impl Inner {
         }
     }
 
+    /// Makes room for a writer that found the log full: finishes the retirements whose readers
+    /// are gone, runs a whole compaction pass (if no other thread is compacting), and finishes
+    /// what that pass retired. Errors are left for `stats().background_error`.
+    fn make_room(&self) {
+        if let Err(e) = self.compactor.try_finish_retirements(&self.log) {
+            self.note_background_error(&e);
+        }
+        if let Err(e) = self.compactor.try_run(&self.log, &self.index, || true) {
+            self.note_background_error(&e);
+        }
+        // A retired segment leaves once every thread pinned at its retirement has unpinned,
+        // which the epoch learns only as threads pin and flush: give it a bounded while (this
+        // is the full-log slow path), then let the writer retry and, if still full, fail.
+        for _ in 0..MAKE_ROOM_ROUNDS {
+            if !self.compactor.has_retiring() {
+                break;
+            }
+            std::thread::yield_now();
+            if let Err(e) = self.compactor.try_finish_retirements(&self.log) {
+                self.note_background_error(&e);
+                break;
+            }
+        }
+    }
+
     fn note_background_panic(&self, what: &str) {
         *self
             .background_error
@@ -647,163 +448,9 @@ impl std::fmt::Debug for Log {
     }
 }
 
-/// How a write's install went.
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    /// The record is current; the record it replaced was a put.
-    Installed { replaced_live: bool },
-    /// A record with a higher version was current; it is a tombstone.
-    Superseded { by_tombstone: bool },
-}
-
-/// What the index and the space accounting need to know of a published record.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Published<'a> {
-    pub(crate) key: &'a [u8],
-    pub(crate) position: u64,
-    pub(crate) version: u64,
-    pub(crate) kind: RecordKind,
-    pub(crate) record_bytes: u32,
-}
-
-impl<'a> From<&RecordRef<'a>> for Published<'a> {
-    fn from(record: &RecordRef<'a>) -> Self {
-        Self {
-            key: record.key,
-            position: record.position,
-            version: record.version,
-            kind: record.kind,
-            record_bytes: record.record_bytes,
-        }
-    }
-}
-
-/// Installs a published record in the index, keeping the log's and the segments' live bytes
-/// in step.
-pub(crate) fn install(
-    index: &Index,
-    log: &AppendLog,
-    record: Published<'_>,
-    live_bytes: &AtomicU64,
-    guard: &Guard,
-) -> Upserted {
-    let live = record.kind == RecordKind::Put;
-    let result = index.upsert(
-        record.key,
-        log.address_of(record.position),
-        record.version,
-        live,
-        log,
-        guard,
-    );
-    if let Upserted::Installed { replaced } = result {
-        let bytes = u64::from(record.record_bytes);
-        // Relaxed: statistics.
-        live_bytes.fetch_add(bytes, Ordering::Relaxed);
-        log.add_segment_live_bytes(record.position, bytes as i64, guard);
-        if let Some(previous) = replaced {
-            // Cannot fail: the index held this address under `guard` (see
-            // `RecordSource::resolve`).
-            let old = log
-                .read_address(previous.address, guard)
-                .expect("a replaced record is still readable under the guard");
-            let old_bytes = u64::from(old.record_bytes);
-            live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
-            log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
-        }
-    }
-    result
-}
-
-/// The current put record of `key`, if any.
-fn current<'g>(
-    index: &Index,
-    log: &'g AppendLog,
-    key: &[u8],
-    guard: &'g Guard,
-) -> Option<RecordRef<'g>> {
-    let address = index.get(key, log, guard)?;
-    // Cannot fail: see `RecordSource::resolve`.
-    let record = log
-        .read_address(address, guard)
-        .expect("the index holds only readable addresses");
-    (record.kind == RecordKind::Put).then_some(record)
-}
-
-fn key_addresses(index: &Index, log: &AppendLog, guard: &Guard) -> Vec<u64> {
-    let mut addresses = Vec::with_capacity(index.len());
-    index.for_each_key(log, guard, |address| addresses.push(address));
-    addresses
-}
-
-/// Iterator over owned `(key, value)` pairs; see [`Log::iter`].
-pub struct Iter<'a> {
-    log: &'a Log,
-    guard: Guard,
-    addresses: std::vec::IntoIter<u64>,
-}
-
-impl Iterator for Iter<'_> {
-    type Item = (Vec<u8>, Vec<u8>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        for address in self.addresses.by_ref() {
-            if let Some(record) = self.log.inner.current_of(address, &self.guard) {
-                return Some((record.key.to_vec(), record.value.to_vec()));
-            }
-        }
-        None
-    }
-}
-
-/// A pinned view of a [`Log`]: reads borrow values from the log without copying, valid while
-/// the `Pinned` lives. Not `Send`: it pins the thread that created it.
-pub struct Pinned<'a> {
-    log: &'a Log,
-    guard: crate::Guard,
-}
-
-impl Pinned<'_> {
-    /// The current value of `key`, borrowed from the log.
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        current(
-            &self.log.inner.index,
-            &self.log.inner.log,
-            key,
-            self.guard.epoch(),
-        )
-        .map(|r| r.value)
-    }
-
-    /// The current record of `key` (a put), with its version and position, borrowed from the
-    /// log.
-    pub fn get_record(&self, key: &[u8]) -> Option<RecordRef<'_>> {
-        current(
-            &self.log.inner.index,
-            &self.log.inner.log,
-            key,
-            self.guard.epoch(),
-        )
-    }
-
-    /// Iterates over `(key, value)` pairs borrowed from the log, with [`Log::iter`]'s
-    /// consistency.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let guard = self.guard.epoch();
-        let addresses = key_addresses(&self.log.inner.index, &self.log.inner.log, guard);
-        addresses.into_iter().filter_map(move |address| {
-            self.log
-                .inner
-                .current_of(address, guard)
-                .map(|r| (r.key, r.value))
-        })
-    }
-
-    /// The epoch guard, for reads through [`Log::append_log`].
-    pub fn guard(&self) -> &crate::Guard {
-        &self.guard
-    }
-}
+/// How many times a writer that found the log full lets the epoch advance while retired
+/// segments wait for their readers (each round yields and flushes the collector).
+const MAKE_ROOM_ROUNDS: usize = 1000;
 
 fn index_options(options: &Options) -> IndexOptions {
     IndexOptions {

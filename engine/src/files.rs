@@ -1,0 +1,75 @@
+//! The log directory as a file-system object: its lock, and flushing its entries.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Name of the lock file in a log directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// The exclusive lock on a log directory, held for as long as the log is open.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+/// Retries of a lock held by someone else, waiting 1, 2, 4 ... ms (63 ms in all).
+const LOCK_RETRIES: u32 = 6;
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // A lock can outlive its log by a moment: a child process forked by another thread
+        // holds a copy of every descriptor (the lock's too) until it execs, so a directory
+        // closed just before such a fork stays locked for microseconds. Retry for a few
+        // milliseconds before reporting `Locked`; a log that is really open stays locked.
+        let mut wait = std::time::Duration::from_millis(1);
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => break,
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            }
+        }
+        Err(Error::Locked { path })
+    }
+}
+
+/// Flushes every dirty page of the file system holding `dir` (Linux `syncfs`).
+pub(crate) fn sync_file_system(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    // SAFETY: syncfs takes an open descriptor and touches no memory of ours.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(Error::io(dir, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// At most `max` bytes from the start of the file at `path`, so a file of any size costs at
+/// most a segment's worth of memory.
+pub(crate) fn read_prefix(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    File::open(path)?.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Makes a directory's entries (new segment files) durable.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io(path, e))
+}

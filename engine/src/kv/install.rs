@@ -1,0 +1,109 @@
+//! Installing a published record in the index, keeping the log's and the segments' live bytes
+//! in step, and reading a key's current record back.
+
+use seglog_format::RecordKind;
+
+use crate::index::{Index, RecordSource, Resolved, Upserted};
+use crate::log::{AppendLog, RecordRef};
+use crate::sync::epoch::Guard;
+use crate::sync::{AtomicU64, Ordering};
+
+impl RecordSource for AppendLog {
+    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g> {
+        // Cannot fail: the index holds only addresses of records validated when they were
+        // written or recovered, in segments that are retired only once no index table that
+        // could hold them is reachable and every thread pinned then has unpinned (see
+        // `Compactor::relocate`).
+        let record = self
+            .read_address(address, guard)
+            .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"));
+        Resolved {
+            key: record.key,
+            version: record.version,
+            live: record.kind == RecordKind::Put,
+        }
+    }
+}
+
+/// How a write's install went.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Outcome {
+    /// The record is current; the record it replaced was a put.
+    Installed { replaced_live: bool },
+    /// A record with a higher version was current; it is a tombstone.
+    Superseded { by_tombstone: bool },
+}
+
+/// What the index and the space accounting need to know of a published record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Published<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) position: u64,
+    pub(crate) version: u64,
+    pub(crate) kind: RecordKind,
+    pub(crate) record_bytes: u32,
+}
+
+impl<'a> From<&RecordRef<'a>> for Published<'a> {
+    fn from(record: &RecordRef<'a>) -> Self {
+        Self {
+            key: record.key,
+            position: record.position,
+            version: record.version,
+            kind: record.kind,
+            record_bytes: record.record_bytes,
+        }
+    }
+}
+
+/// Installs a published record in the index, keeping the log's and the segments' live bytes
+/// in step.
+pub(crate) fn install(
+    index: &Index,
+    log: &AppendLog,
+    record: Published<'_>,
+    live_bytes: &AtomicU64,
+    guard: &Guard,
+) -> Upserted {
+    let live = record.kind == RecordKind::Put;
+    let result = index.upsert(
+        record.key,
+        log.address_of(record.position),
+        record.version,
+        live,
+        log,
+        guard,
+    );
+    if let Upserted::Installed { replaced } = result {
+        let bytes = u64::from(record.record_bytes);
+        // Relaxed: statistics.
+        live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        log.add_segment_live_bytes(record.position, bytes as i64, guard);
+        if let Some(previous) = replaced {
+            // Cannot fail: the index held this address under `guard` (see
+            // `RecordSource::resolve`).
+            let old = log
+                .read_address(previous.address, guard)
+                .expect("a replaced record is still readable under the guard");
+            let old_bytes = u64::from(old.record_bytes);
+            live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
+            log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
+        }
+    }
+    result
+}
+
+/// The current put record of `key`, if any.
+pub(super) fn current<'g>(
+    index: &Index,
+    log: &'g AppendLog,
+    key: &[u8],
+    guard: &'g Guard,
+) -> Option<RecordRef<'g>> {
+    let address = index.get(key, log, guard)?;
+    // Cannot fail: see `RecordSource::resolve`.
+    let record = log
+        .read_address(address, guard)
+        .expect("the index holds only readable addresses");
+    (record.kind == RecordKind::Put).then_some(record)
+}

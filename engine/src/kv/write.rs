@@ -1,0 +1,177 @@
+//! The write path of `Log`: put, put_with and remove, each an append, an index install and the
+//! install hold between them (see the module docs of `crate::kv` for the semantics).
+
+use seglog_format::RecordKind;
+
+use crate::error::{Error, Result};
+use crate::index::Upserted;
+use crate::log::Appended;
+use crate::options::SyncPolicy;
+use crate::sync::epoch;
+
+use super::install::{Outcome, current, install};
+use super::{Log, Published};
+
+impl Log {
+    /// Stores `value` under `key` and returns the new record's version. When it returns, the
+    /// value is visible to `get` on every thread (unless a concurrent `put` or `remove` of the
+    /// same key replaced it meanwhile).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+        let append = || {
+            self.append_held(RecordKind::Put, key, value.len(), |buf| {
+                buf.copy_from_slice(value);
+            })
+        };
+        self.put_appended(key, append()?, |_| append())
+    }
+
+    /// Appends a record with an install hold. If the log has no room for another segment and
+    /// automatic compaction is on, a compaction pass first finishes the retirements whose
+    /// readers are gone and relocates what it can (segments too old for the directory's ring
+    /// included), and the append is tried once more: a writer never gets `LogFull` just because
+    /// reclaiming space was still in flight.
+    fn append_held(
+        &self,
+        kind: RecordKind,
+        key: &[u8],
+        value_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Appended> {
+        // `fill` runs at most once: `LogFull` comes from the reservation, before any fill.
+        let mut fill = Some(fill);
+        let mut attempt = || {
+            self.inner
+                .log
+                .append_record(kind, key, value_len, None, true, |buf| {
+                    if let Some(fill) = fill.take() {
+                        fill(buf);
+                    }
+                })
+        };
+        match attempt() {
+            Err(Error::LogFull { .. }) if self.inner.compactor.is_auto() => {
+                self.inner.make_room();
+                attempt()
+            }
+            result => result,
+        }
+    }
+
+    /// Stores a `value_len`-byte value under `key`, written in place by `fill` (zero-copy). If
+    /// `fill` panics, nothing is stored and the panic continues.
+    pub fn put_with(
+        &self,
+        key: &[u8],
+        value_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64> {
+        let first = self.append_held(RecordKind::Put, key, value_len, fill)?;
+        // A retry copies the value this call already wrote into the log. `put_appended` still
+        // holds the previous record's segment here, so compaction cannot have retired it.
+        let again = |previous: Appended| {
+            let guard = epoch::pin();
+            let value = self.inner.log.read_at(previous.position, &guard)?.value;
+            self.append_held(RecordKind::Put, key, value_len, |buf| {
+                buf.copy_from_slice(value);
+            })
+        };
+        self.put_appended(key, first, again)
+    }
+
+    /// Installs a put, retrying past a tombstone that beat it.
+    ///
+    /// A put that loses to a higher *put* is simply overwritten (the higher version wins). A
+    /// put that loses to a higher *tombstone* is different: that remove read the key before this
+    /// put was installed, so it cannot have removed it (it may even have reported the key
+    /// absent). The put then takes effect after the remove: it appends its value again, with a
+    /// newer version, and installs that.
+    fn put_appended(
+        &self,
+        key: &[u8],
+        mut appended: Appended,
+        mut again: impl FnMut(Appended) -> Result<Appended>,
+    ) -> Result<u64> {
+        let mut hold = self.inner.log.install_hold(appended.position);
+        loop {
+            match self.install_appended(key, RecordKind::Put, appended) {
+                Outcome::Superseded { by_tombstone: true } => {
+                    // Copy the value while this record's hold still keeps its segment from
+                    // being compacted away, then let it go (the assignment drops the old hold).
+                    appended = again(appended)?;
+                    hold = self.inner.log.install_hold(appended.position);
+                }
+                Outcome::Installed { .. } | Outcome::Superseded { .. } => {
+                    drop(hold);
+                    self.after_write()?;
+                    return Ok(appended.version);
+                }
+            }
+        }
+    }
+
+    /// The follow-ups of a finished write: automatic compaction, the `EveryWrite` sync.
+    fn after_write(&self) -> Result<()> {
+        self.inner.maybe_compact();
+        if self.inner.sync_policy == SyncPolicy::EveryWrite {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Installs a record appended with a hold. The caller holds it in an `InstallHold` and drops
+    /// that once it no longer needs the record's segment, then runs [`Log::after_write`].
+    fn install_appended(&self, key: &[u8], kind: RecordKind, appended: Appended) -> Outcome {
+        let guard = epoch::pin();
+        let record = Published {
+            key,
+            position: appended.position,
+            version: appended.version,
+            kind,
+            record_bytes: appended.record_bytes,
+        };
+        match install(
+            &self.inner.index,
+            &self.inner.log,
+            record,
+            &self.inner.live_bytes,
+            &guard,
+        ) {
+            Upserted::Installed { replaced } => Outcome::Installed {
+                replaced_live: replaced.is_some_and(|previous| previous.live),
+            },
+            Upserted::Superseded { current } => Outcome::Superseded {
+                by_tombstone: self
+                    .inner
+                    .log
+                    .read_address(current, &guard)
+                    .is_ok_and(|r| r.kind == RecordKind::Tombstone),
+            },
+        }
+    }
+
+    /// Removes `key` by appending a tombstone. Returns whether it had a value; removing an
+    /// absent key writes nothing.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.inner.log.check_sizes(key.len(), 0)?;
+        loop {
+            {
+                let guard = epoch::pin();
+                if current(&self.inner.index, &self.inner.log, key, &guard).is_none() {
+                    return Ok(false);
+                }
+            }
+            let appended = self.append_held(RecordKind::Tombstone, key, 0, |_| {})?;
+            let hold = self.inner.log.install_hold(appended.position);
+            let outcome = self.install_appended(key, RecordKind::Tombstone, appended);
+            drop(hold);
+            match outcome {
+                Outcome::Installed { replaced_live } => {
+                    self.after_write()?;
+                    return Ok(replaced_live);
+                }
+                // A newer record of this key won; our tombstone is dead. Start over against it.
+                Outcome::Superseded { .. } => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What recovery and compaction tell the append log: recovered segments and counts, where
+//! writing resumes, reclaimed bytes, per-segment live bytes and versions, and retiring.
+
+use std::path::Path;
+
+use super::AppendLog;
+use super::read::read_record;
+use super::tail::Tail;
+use crate::error::{Error, Result};
+use crate::segment::{FIRST_RECORD_OFFSET, Segment};
+use crate::sync::Ordering;
+use crate::sync::epoch::Guard;
+
+impl AppendLog {
+    pub(crate) fn set_lock(&self, lock: crate::files::DirLock) {
+        let _ = self.lock.set(lock);
+    }
+
+    /// Installs a segment found on disk by recovery.
+    pub(crate) fn install_recovered(&self, segment: Segment, guard: &Guard) -> Result<()> {
+        let id = segment.id();
+        let (max, slots) = (self.directory.max_segments(), self.directory.slots());
+        self.directory
+            .install(segment, guard)
+            .map_err(|s| Error::InvalidOption {
+                name: "max_segments",
+                reason: format!(
+                    "the log holds more segments than {max} (or ids more than {slots} apart); \
+                     segment {id} ({}) does not fit: reopen with a larger max_segments",
+                    s.path()
+                        .map(Path::display)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
+                ),
+            })?;
+        self.claimed.fetch_max(id + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts a record found by recovery in the log's totals.
+    pub(crate) fn note_recovered(&self, record_bytes: u32) {
+        // Relaxed: statistics only.
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .record_bytes
+            .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
+    }
+
+    /// Counts the bytes of aborted records found by recovery (or listed by a hint) in the
+    /// log's totals, as the live log counts the aborted records it writes: retiring a segment
+    /// takes out every non-padding record it holds.
+    pub(crate) fn note_recovered_filler(&self, bytes: u64) {
+        // Relaxed: statistics only.
+        self.counters
+            .record_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_recovered_tail(&self, segment: u64, offset: u64, first_segment: u64) {
+        self.tail
+            .store(Tail::new(segment, offset).raw(), Ordering::Release);
+        self.first_segment.store(first_segment, Ordering::Release);
+    }
+
+    /// Removes segment `id` from the log; it is dropped once every reader pinned before the call
+    /// has unpinned. Refuses the tail's segment and later ones, a segment with a write still
+    /// being installed, and every segment of a log a [`crate::Log`] indexes (its index may point
+    /// into any of them; compaction retires those). For the loom models.
+    #[doc(hidden)]
+    pub fn retire_segment(&self, id: u64) -> bool {
+        if self.indexed {
+            return false;
+        }
+        let guard = crate::sync::epoch::pin();
+        let (tail_segment, _) = self.tail(&guard);
+        match self.directory.get(id, &guard) {
+            Some(segment)
+                if id < tail_segment
+                    && !segment.installs_pending()
+                    && self.fully_published(segment) =>
+            {
+                self.directory.remove(id, &guard)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every record of sealed `segment` is published: no writer still owns a region of
+    /// it (or will look the segment up again to write it).
+    fn fully_published(&self, segment: &Segment) -> bool {
+        let mut offset = FIRST_RECORD_OFFSET;
+        while offset < segment.len() {
+            let position = self.position(segment.id(), offset as u64);
+            match read_record(segment, offset, position) {
+                Ok(Some(record)) => offset += record.record_bytes as usize,
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Held while a hint file is written (see `hints::write_hint`).
+    pub(crate) fn lock_hints(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.hint_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks this log as indexed by a [`crate::Log`] (see [`AppendLog::retire_segment`]).
+    pub(crate) fn mark_indexed(&mut self) {
+        self.indexed = true;
+    }
+
+    /// Adds `delta` to the live bytes of the segment holding `position`.
+    pub(crate) fn add_segment_live_bytes(&self, position: u64, delta: i64, guard: &Guard) {
+        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
+            segment.add_live_bytes(delta);
+        }
+    }
+
+    /// Takes a reclaimed segment's records out of the log's totals.
+    pub(crate) fn note_reclaimed_record_bytes(&self, bytes: u64) {
+        // Relaxed: statistics. Saturating: the totals count every non-padding record found at
+        // open or written since, so this never exceeds them; if it ever did, a wrapped total
+        // would make compaction due forever.
+        let _ = self.counters.record_bytes.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |total| Some(total.saturating_sub(bytes)),
+        );
+    }
+
+    /// Moves the first segment past ids compaction removed, so scans and victim searches
+    /// start at the oldest segment that exists.
+    pub(crate) fn advance_first_segment(&self, guard: &Guard) {
+        let (tail_segment, _) = self.split(self.tail_position());
+        let mut first = self.first_segment();
+        while first < tail_segment && self.directory.get(first, guard).is_none() {
+            first += 1;
+        }
+        // Release: pairs with the Acquire loads in `scan` and `first_segment`.
+        self.first_segment.fetch_max(first, Ordering::Release);
+    }
+
+    /// Notes a recovered record's version in its segment's minimum.
+    pub(crate) fn note_segment_version(&self, position: u64, version: u64, guard: &Guard) {
+        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
+            segment.note_version(version);
+        }
+    }
+}

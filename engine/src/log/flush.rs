@@ -1,0 +1,127 @@
+//! Durability: `sync` flushes everything published before the call (group commit behind one
+//! mutex that appends and reads never take), and the headers of segments created ahead.
+
+use super::AppendLog;
+use super::read::read_record;
+use crate::error::Result;
+use crate::files::sync_dir;
+use crate::segment::FIRST_RECORD_OFFSET;
+use crate::sync::Ordering;
+use crate::sync::epoch::Guard;
+
+impl AppendLog {
+    /// Flushes every record published before the call to stable storage, and the directory
+    /// entries of segments created since the last sync. Concurrent calls share flushes: a caller
+    /// that finds its records already flushed by another returns without flushing again.
+    pub fn sync(&self) -> Result<()> {
+        let target = self.tail_position();
+        let _flushing = self
+            .sync_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Relaxed: `synced` is only written under `sync_lock`, which orders it.
+        let start = self.synced.load(Ordering::Relaxed);
+        if start >= target {
+            return Ok(());
+        }
+        // Cover everything published by now, for the callers queued behind us too.
+        let target = self.tail_position();
+        // Find the published frontier *before* flushing: every record below it was published
+        // before the flush, so the flush covers its bytes.
+        let guard = crate::sync::epoch::pin();
+        let frontier = self.published_frontier(start, target, &guard);
+        let (first_segment, first_offset) = self.split(start);
+        let (last_segment, last_offset) = self.split(target);
+        let last_offset = if target == self.position(last_segment, 0) && last_segment > 0 {
+            // `target` is the very start of a segment: nothing of it to flush.
+            0
+        } else {
+            last_offset
+        };
+        for id in first_segment..=last_segment {
+            let Some(segment) = self.directory.get(id, &guard) else {
+                continue;
+            };
+            let from = if id == first_segment {
+                // The header of a segment entered since the last sync must be flushed too.
+                if first_offset <= FIRST_RECORD_OFFSET as u64 {
+                    0
+                } else {
+                    first_offset
+                }
+            } else {
+                0
+            };
+            let to = if id == last_segment {
+                last_offset
+            } else {
+                self.segment_bytes
+            };
+            if to > from {
+                segment.flush_range(from as usize, (to - from) as usize)?;
+            }
+        }
+        // Segments created ahead of the tail (prefetched) have a header but no flushed byte
+        // yet; recovery trusts only a segment whose header survived, so flush those headers too,
+        // or a power loss could keep a later segment and lose this one (a gap after the tail).
+        let claimed = self.claimed.load(Ordering::Acquire);
+        let after = if last_offset == 0 {
+            last_segment
+        } else {
+            last_segment + 1
+        };
+        for id in after..claimed {
+            match self.directory.get(id, &guard) {
+                Some(segment) => segment.flush_range(0, FIRST_RECORD_OFFSET)?,
+                // Still being created: its creator has not installed it yet, and the next sync
+                // flushes it.
+                None => break,
+            }
+        }
+        // Relaxed: read-modify-write under `sync_lock`.
+        if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0
+            && let Some(path) = self.storage_path()
+        {
+            sync_dir(path)?;
+        }
+        self.synced.store(frontier, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The first position at or after `from` (and below `to`) that is not published yet, or
+    /// `to`.
+    fn published_frontier(&self, from: u64, to: u64, guard: &Guard) -> u64 {
+        let (mut segment_id, mut offset) = self.split(from);
+        if offset < FIRST_RECORD_OFFSET as u64 {
+            offset = FIRST_RECORD_OFFSET as u64;
+        }
+        loop {
+            let position = self.position(segment_id, offset);
+            if position >= to {
+                return to;
+            }
+            if offset >= self.segment_bytes {
+                segment_id += 1;
+                offset = FIRST_RECORD_OFFSET as u64;
+                continue;
+            }
+            let Some(segment) = self.directory.get(segment_id, guard) else {
+                segment_id += 1;
+                offset = FIRST_RECORD_OFFSET as u64;
+                continue;
+            };
+            match read_record(segment, offset as usize, position) {
+                Ok(Some(record)) => offset += u64::from(record.record_bytes),
+                Ok(None) | Err(_) => return position,
+            }
+        }
+    }
+
+    /// Sets where writing resumes after recovery, and where scans start.
+    /// Records that everything below the tail is durable (after recovery synced the file
+    /// system).
+    pub(crate) fn mark_synced_to_tail(&self) {
+        // Relaxed: nothing else runs yet; later `sync` calls read it under `sync_lock`.
+        self.synced.store(self.tail_position(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,324 @@
+//! The segmented append log: reservation, publish, roll-over, reads by position, and scans.
+//!
+//! # Reservation
+//! One atomic tail word (see [`crate::tail`]) holds the segment id and the next free offset.
+//! A writer reserves `len` bytes with a single `fetch_add(len)` and classifies the old value:
+//! - the region fits: it is the writer's alone;
+//! - the region contains the segment's end: this writer, the only one for this segment, rolls
+//!   the log over: it makes sure the next segment is installed, then moves the tail to it with
+//!   its own record already reserved at the start (so a record as large as a segment allows
+//!   always gets in, however many small writers wait for the roll-over), then pads the rest of
+//!   the old segment;
+//! - the region starts past the end: another writer is rolling over; wait for the tail to leave
+//!   this segment and retry.
+//!
+//! This is the tail-bump of Aeron's term appender and FASTER's HybridLog allocator, with the
+//! roll-over done by the thread whose reservation crossed the end. The next segment is created
+//! and faulted in ahead of need (right after each roll-over, outside the critical section), so a
+//! roll-over normally installs an existing segment and never waits on file creation.
+//!
+//! If the next segment cannot be created (disk full), the crossing writer pads the segment,
+//! resets the tail to exactly the segment end, and returns the error: the next writer to reserve
+//! becomes the crossing writer and tries again. Nothing published is touched.
+//!
+//! # Publish
+//! The writer copies the key and value into its region, then the header body (everything but
+//! the commit word), then stores the commit word with `Release`. A reader loads the commit word
+//! with `Acquire`: zero means unpublished, anything else means the whole record is there.
+//! A writer whose fill closure panics leaves an *aborted* record, written by a drop guard, so a
+//! scan never stalls behind it.
+
+mod bookkeeping;
+mod flush;
+mod provision;
+mod publish;
+mod read;
+mod reserve;
+mod tail;
+
+use std::path::{Path, PathBuf};
+
+use seglog_format::{MAX_KEY_BYTES, RECORD_HEADER_BYTES};
+
+use crate::directory::Directory;
+use crate::error::{Error, Result};
+use crate::segment::FIRST_RECORD_OFFSET;
+use crate::sync::epoch::Guard;
+use crate::sync::{AtomicU64, Ordering};
+
+pub(crate) use self::read::read_record;
+pub use self::read::{RecordRef, Scan};
+use self::tail::{SEGMENT_ID_BITS, Tail};
+
+/// Retired segment files kept for reuse instead of deleted.
+const RECYCLED_SEGMENTS: usize = 16;
+
+/// Bits of an index address (a position within the directory's ring, see
+/// [`AppendLog::address_of`]): kept below 2^51 so the index can store `address >> 3` in 48
+/// bits. Positions themselves are unbounded u64s.
+pub(crate) const POSITION_BITS: u32 = 51;
+const _: () = assert!(
+    1u64 << POSITION_BITS == crate::index::ADDRESS_LIMIT,
+    "index addresses cover the directory's ring exactly"
+);
+
+/// The largest segment id a log of `segment_bytes` segments uses: positions of every byte of
+/// it and of the segment after it fit in a u64 (a log reaching it has appended 2^63 bytes).
+pub(crate) const fn max_segment_id(segment_bytes: u64) -> u64 {
+    (u64::MAX >> segment_bytes.trailing_zeros()) >> 1
+}
+
+/// Where a log keeps its segments.
+pub(crate) enum Storage {
+    /// Segment files in a directory.
+    Dir { path: PathBuf, prefault: bool },
+    /// Heap memory: for tests and loom models; nothing survives the process.
+    Heap,
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the record starts: `segment id << log2(segment_bytes) | offset`. Segment ids grow
+    /// by one per segment and are never reused, so positions are unique for the log's life.
+    pub position: u64,
+    /// The record's version (for a fresh record, equal to its position).
+    pub version: u64,
+    /// The record's length in the log, header and alignment included.
+    pub record_bytes: u32,
+}
+
+/// Counters of the log's records: those found at open plus those appended since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    /// Records in the log: puts and tombstones found at open, plus records published since
+    /// (puts, tombstones and aborted records).
+    pub records: u64,
+    /// Bytes of those records.
+    pub record_bytes: u64,
+    /// Records aborted by a panicking fill closure.
+    pub aborted: u64,
+    /// Segments rolled over (each leaves one padding record, unless it was exactly full).
+    pub rollovers: u64,
+    /// Bytes of padding written at segment ends.
+    pub padding_bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    record_bytes: AtomicU64,
+    aborted: AtomicU64,
+    rollovers: AtomicU64,
+    padding_bytes: AtomicU64,
+}
+
+/// The segmented append log. `Send + Sync`; every method takes `&self`.
+pub struct AppendLog {
+    /// The packed [`Tail`] word.
+    tail: AtomicU64,
+    directory: Directory,
+    segment_bytes: u64,
+    shift: u32,
+    storage: Storage,
+    /// How many segment ids have been claimed for creation: ids below it exist or are being
+    /// created (see `ensure_segment`).
+    claimed: AtomicU64,
+    /// The lowest segment id that may still hold records (scans start here).
+    first_segment: AtomicU64,
+    counters: Counters,
+    /// The directory lock, for file-backed logs; released when the log drops.
+    lock: std::sync::OnceLock<crate::files::DirLock>,
+    /// Everything below this position is published and flushed.
+    synced: AtomicU64,
+    /// Segments created since the directory was last fsynced.
+    unsynced_segments: AtomicU64,
+    /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
+    /// commit). Never taken by appends or reads.
+    sync_lock: std::sync::Mutex<()>,
+    /// Retired segment files kept for reuse.
+    recycle: std::sync::Arc<crate::segment::RecyclePool>,
+    /// Whether a [`crate::Log`]'s index points into this log's segments.
+    indexed: bool,
+    /// Serializes hint writers (the background thread and `Log::write_hints`), which share a
+    /// temporary file name per segment. Never taken by appends or reads.
+    hint_lock: std::sync::Mutex<()>,
+    /// Loom only: cloned into every segment this log creates, so the models can count live
+    /// segments and loom's leak check reports one that is never dropped.
+    #[cfg(seglog_loom)]
+    segment_token: crate::sync::Arc<()>,
+}
+
+impl AppendLog {
+    /// A log in heap memory, for tests and models: segments of `segment_bytes` (a power of two,
+    /// 256 B to 1 GiB), at most `max_segments` of them at once.
+    pub fn in_memory(segment_bytes: u64, max_segments: u64) -> Result<Self> {
+        if !seglog_format::valid_segment_bytes(segment_bytes) {
+            return Err(Error::InvalidOption {
+                name: "segment_bytes",
+                reason: format!("{segment_bytes} is not a power of two from 256 to 2^30"),
+            });
+        }
+        let log = Self::with_storage(Storage::Heap, segment_bytes, max_segments);
+        let guard = crate::sync::epoch::pin();
+        log.ensure_segment(0, &guard)?;
+        Ok(log)
+    }
+
+    pub(crate) fn with_storage(storage: Storage, segment_bytes: u64, max_segments: u64) -> Self {
+        let shift = segment_bytes.trailing_zeros();
+        let slots = Self::directory_slots(segment_bytes, max_segments);
+        let max_segments = max_segments.clamp(1, slots);
+        Self {
+            tail: AtomicU64::new(Tail::new(0, FIRST_RECORD_OFFSET as u64).raw()),
+            directory: Directory::new(max_segments, slots),
+            segment_bytes,
+            shift,
+            storage,
+            claimed: AtomicU64::new(0),
+            first_segment: AtomicU64::new(0),
+            counters: Counters::default(),
+            lock: std::sync::OnceLock::new(),
+            synced: AtomicU64::new(0),
+            unsynced_segments: AtomicU64::new(0),
+            sync_lock: std::sync::Mutex::new(()),
+            recycle: std::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
+            indexed: false,
+            hint_lock: std::sync::Mutex::new(()),
+            #[cfg(seglog_loom)]
+            segment_token: crate::sync::Arc::new(()),
+        }
+    }
+
+    /// Slots of the directory's ring for `segment_bytes` segments, at most `max_segments` at
+    /// once: a power of two, at most what index addresses and the tail's segment bits can name.
+    pub(crate) fn directory_slots(segment_bytes: u64, max_segments: u64) -> u64 {
+        let shift = segment_bytes.trailing_zeros();
+        let slot_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
+        max_segments
+            .clamp(1, slot_limit)
+            .next_power_of_two()
+            .min(slot_limit)
+    }
+
+    /// Size of each segment.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The largest value that fits in one record with a key of `key_len` bytes (0 if the key
+    /// itself is longer than [`AppendLog::max_key_len`]).
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        if key_len > self.max_key_len() {
+            return 0;
+        }
+        let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
+        room - seglog_format::align8(key_len as u64) as usize
+    }
+
+    /// The longest key a record of this log can have (with an empty value): [`MAX_KEY_BYTES`],
+    /// or less if the segments are smaller than that.
+    pub fn max_key_len(&self) -> usize {
+        let room = self.segment_bytes as usize - FIRST_RECORD_OFFSET - RECORD_HEADER_BYTES;
+        // `room` is a multiple of 8 (a power of two >= 256, minus 64 and 40), so a key of
+        // exactly `room` bytes takes no alignment padding.
+        room.min(MAX_KEY_BYTES)
+    }
+
+    /// Segments this log can hold at once. Segment ids themselves never run out: they grow by
+    /// one per segment, and a retired segment's slot in the directory is reused.
+    pub fn max_segments(&self) -> u64 {
+        self.directory.max_segments()
+    }
+
+    /// The position of `offset` in segment `segment`. `offset` may be `segment_bytes` (the end
+    /// of the segment), which is the position where the next segment starts.
+    pub(crate) fn position(&self, segment: u64, offset: u64) -> u64 {
+        debug_assert!(
+            offset <= self.segment_bytes,
+            "offset {offset} past the segment"
+        );
+        // `+`, not `|`: at `offset == segment_bytes` the offset carries into the segment id.
+        (segment << self.shift) + offset
+    }
+
+    pub(crate) fn split(&self, position: u64) -> (u64, u64) {
+        (position >> self.shift, position & (self.segment_bytes - 1))
+    }
+
+    /// The index address of `position`: its place in the directory's ring (segment id modulo
+    /// the ring's slots, then the offset), below 2^[`POSITION_BITS`]. The ring never holds two
+    /// segments with the same slot, so the address names the record as well as the position.
+    pub(crate) fn address_of(&self, position: u64) -> u64 {
+        position & ((self.directory.slots() << self.shift) - 1)
+    }
+
+    /// The position of the record at index `address` (see [`AppendLog::address_of`]), if its
+    /// segment is installed.
+    pub(crate) fn position_of(&self, address: u64, guard: &Guard) -> Option<u64> {
+        let (slot, offset) = self.split(address);
+        let segment = self.directory.in_slot(slot, guard)?;
+        Some(self.position(segment.id(), offset))
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> AppendStats {
+        // Relaxed: statistics, each counter read on its own.
+        AppendStats {
+            records: self.counters.records.load(Ordering::Relaxed),
+            record_bytes: self.counters.record_bytes.load(Ordering::Relaxed),
+            aborted: self.counters.aborted.load(Ordering::Relaxed),
+            rollovers: self.counters.rollovers.load(Ordering::Relaxed),
+            padding_bytes: self.counters.padding_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The lowest segment id that may hold records.
+    pub fn first_segment(&self) -> u64 {
+        // Acquire: pairs with the Release store in `set_recovered_tail`.
+        self.first_segment.load(Ordering::Acquire)
+    }
+
+    /// Segments in the log.
+    pub fn segment_count(&self) -> u64 {
+        self.directory.count()
+    }
+
+    /// Retired segment files kept for reuse.
+    pub(crate) fn recycle_pool(&self) -> &std::sync::Arc<crate::segment::RecyclePool> {
+        &self.recycle
+    }
+
+    /// Bytes of segment files on disk: the log's segments and the retired files kept for reuse.
+    pub fn disk_bytes(&self) -> u64 {
+        (self.segment_count() + self.recycle.len() as u64) * self.segment_bytes
+    }
+
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    pub(crate) fn storage_path(&self) -> Option<&Path> {
+        match &self.storage {
+            Storage::Dir { path, .. } => Some(path),
+            Storage::Heap => None,
+        }
+    }
+
+    /// Loom only: segments not yet dropped (installed, or retired and still deferred).
+    #[cfg(seglog_loom)]
+    #[doc(hidden)]
+    pub fn __live_segments(&self) -> usize {
+        crate::sync::Arc::strong_count(&self.segment_token) - 1
+    }
+}
+
+impl std::fmt::Debug for AppendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendLog")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("tail", &Tail::from_raw(self.tail.load(Ordering::Relaxed)))
+            .field("path", &self.storage_path())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,383 @@
+//! Finding what a log directory holds: segment files and hints, their headers (salvaged where
+//! damaged), the segment size, ids a log can hold, and which segment is the tail.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use seglog_format::{
+    CommitWord, RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
+};
+
+use super::RecoveryReport;
+use super::replay::decode_at;
+use super::report::Damage;
+use crate::error::{Error, Result};
+use crate::files::{LOCK_FILE, read_prefix};
+use crate::log::AppendLog;
+use crate::options::Options;
+use crate::segment::{FIRST_RECORD_OFFSET, parse_segment_file_name};
+
+/// Segment files (id, path) in id order, and the ids that have a hint file; removes leftovers
+/// (retired files kept for reuse, temporary hints) and lists foreign files in `report`.
+/// Segment files found in a directory (id, path), and the ids with a hint file.
+type Found = (Vec<(u64, PathBuf)>, Vec<u64>);
+
+/// Validated segment headers with their files, and the segment size they settled (if any).
+type Headers = (Vec<(SegmentHeader, PathBuf)>, Option<u64>);
+
+pub(super) fn files(dir: &Path, report: &mut RecoveryReport) -> Result<Found> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let mut hints: Vec<u64> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == LOCK_FILE {
+            continue;
+        }
+        if name.ends_with(".seg.free") {
+            // A retired segment file kept for reuse: holds nothing of the log.
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        if let Some(id) = crate::hints::parse_hint_file_name(&name) {
+            // Hints are checked when their segment is opened; a leftover temporary is removed.
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+            } else {
+                hints.push(id);
+            }
+            continue;
+        }
+        match parse_segment_file_name(&name) {
+            Some(id) if path.is_file() => found.push((id, path)),
+            _ => report.foreign_files.push(path),
+        }
+    }
+    found.sort();
+
+    Ok((found, hints))
+}
+
+/// Validates every segment's header and settles the segment size: a damaged header is rebuilt
+/// from its records where they survive; a segment that never held a record is removed; any
+/// other bad one is set aside as `.seg.corrupt`. Strict opens refuse instead.
+pub(super) fn headers(
+    found: Vec<(u64, PathBuf)>,
+    options: &Options,
+    report: &mut RecoveryReport,
+) -> Result<Headers> {
+    let mut segment_bytes = None;
+    let mut headers = Vec::new();
+    for (id, path) in found {
+        match read_header(&path) {
+            Ok(header) if header.segment_id() == id => {
+                let size = header.segment_bytes();
+                match segment_bytes {
+                    None => segment_bytes = Some(size),
+                    Some(s) if s != size => {
+                        return Err(Error::Corrupt {
+                            path,
+                            offset: 24,
+                            reason: format!(
+                                "segment size {size} differs from the log's {s}; \
+                                 the file does not belong to this log"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                }
+                let len = fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+                if len < size {
+                    if options.strict {
+                        return Err(Error::Corrupt {
+                            path,
+                            offset: len,
+                            reason: format!("segment truncated to {len} of {size} bytes"),
+                        });
+                    }
+                    report.corrupt.push(Damage {
+                        path: path.clone(),
+                        offset: len,
+                        bytes: size - len,
+                        reason: format!("segment truncated to {len} of {size} bytes"),
+                    });
+                    // Restore the full size (zeros) so it can be mapped; what was cut is lost.
+                    // Allocated, not sparse: writes through the mapping must never meet a full
+                    // disk (a SIGBUS), so a disk too full for it fails the open instead.
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| Error::io(&path, e))?;
+                    file.set_len(size).map_err(|e| Error::io(&path, e))?;
+                    fs4::FileExt::allocate(&file, size)
+                        .map_err(|e| crate::segment::map_allocation_error(path.clone(), size, e))?;
+                }
+                headers.push((header, path));
+            }
+            Ok(header) => {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: 16,
+                    reason: format!(
+                        "header names segment {} but the file name names {id}",
+                        header.segment_id()
+                    ),
+                });
+            }
+            Err(reason) => {
+                if options.strict {
+                    return Err(Error::Corrupt {
+                        path,
+                        offset: 0,
+                        reason,
+                    });
+                }
+                match salvage_header(&path, id, segment_bytes.unwrap_or(options.segment_bytes)) {
+                    // Records survive behind a damaged header: rewrite the header from them.
+                    Some(header) => {
+                        report.corrupt.push(Damage {
+                            path: path.clone(),
+                            offset: 0,
+                            bytes: SEGMENT_HEADER_BYTES as u64,
+                            reason: format!(
+                                "bad segment header, rebuilt from its records: {reason}"
+                            ),
+                        });
+                        segment_bytes.get_or_insert(header.segment_bytes());
+                        headers.push((header, path));
+                    }
+                    // No record anywhere: a segment that never got past creation (or one with
+                    // nothing left to save). Its id must be free for reuse.
+                    None if no_records_after_header(
+                        &path,
+                        segment_bytes.unwrap_or(options.segment_bytes),
+                    ) =>
+                    {
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        report.removed_partial_segments.push(path);
+                    }
+                    None => {
+                        let aside = path.with_extension("seg.corrupt");
+                        fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+                        report.corrupt.push(Damage {
+                            path: aside.clone(),
+                            offset: 0,
+                            bytes: fs::metadata(&aside).map_or(0, |m| m.len()),
+                            reason: format!("bad segment header, segment set aside: {reason}"),
+                        });
+                        report.foreign_files.push(aside);
+                    }
+                }
+            }
+        }
+    }
+
+    Ok((headers, segment_bytes))
+}
+
+/// Refuses ids a seglog never writes (positions of such a segment would not fit in a u64), or
+/// spread over more ids than the directory's ring: a foreign or crafted directory, not a log.
+pub(super) fn check_ids(
+    headers: &[(SegmentHeader, PathBuf)],
+    segment_bytes: u64,
+    options: &Options,
+) -> Result<()> {
+    let slots = AppendLog::directory_slots(segment_bytes, options.max_segments);
+    let max_id = crate::log::max_segment_id(segment_bytes);
+    for (header, path) in headers {
+        if header.segment_id() > max_id {
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                offset: 16,
+                reason: format!(
+                    "segment id {:#x} is beyond {max_id:#x}, the largest a log of {segment_bytes}-byte \
+                     segments can address",
+                    header.segment_id()
+                ),
+            });
+        }
+    }
+    if let (Some((oldest, _)), Some((newest, path))) = (headers.first(), headers.last())
+        && newest.segment_id() - oldest.segment_id() >= slots
+    {
+        return Err(Error::Corrupt {
+            path: path.clone(),
+            offset: 16,
+            reason: format!(
+                "segment ids {} to {} span more than the {} a log of these segments holds at once; \
+                 the directory was not written by seglog (or by one with a larger max_segments)",
+                oldest.segment_id(),
+                newest.segment_id(),
+                slots
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tail is the last segment holding a record (the first, if none does). The empty ones
+/// after it were created ahead of need: keep those that follow it without a gap, remove the
+/// rest, or a roll-over would wait for a missing id that nobody is creating. Returns the
+/// segments kept and the tail's index among them.
+pub(super) fn settle_tail(
+    mut headers: Vec<(SegmentHeader, PathBuf)>,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<(SegmentHeader, PathBuf)>, usize)> {
+    let mut tail_index = headers.len().saturating_sub(1);
+    while tail_index > 0 && !holds_records(&headers[tail_index].1)? {
+        tail_index -= 1;
+    }
+    if let Some((tail_header, _)) = headers.get(tail_index) {
+        let tail_id = tail_header.segment_id();
+        let contiguous = headers[tail_index + 1..]
+            .iter()
+            .enumerate()
+            .take_while(|(i, (header, _))| header.segment_id() == tail_id + 1 + *i as u64)
+            .count();
+        for (_, path) in headers.drain(tail_index + 1 + contiguous..) {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            report.removed_empty_segments.push(path);
+        }
+    }
+    Ok((headers, tail_index))
+}
+
+/// The records to size the index for: hint headers' counts, or a walk of commit words, so the
+/// index is sized once instead of doubling (and re-reading every key) a dozen times.
+pub(super) fn expected_records(
+    headers: &[(SegmentHeader, PathBuf)],
+    hints: &[u64],
+    dir: &Path,
+    segment_bytes: u64,
+    options: &Options,
+) -> u64 {
+    headers
+        .iter()
+        .map(|(header, path)| {
+            let hinted = !options.strict && hints.contains(&header.segment_id());
+            let from_hint = hinted
+                .then(|| hint_record_count(dir, header.segment_id(), header.salt()))
+                .flatten();
+            // A hint's header is not validated yet: never trust it beyond what fits.
+            let most = (segment_bytes - FIRST_RECORD_OFFSET as u64) / RECORD_HEADER_BYTES as u64;
+            from_hint
+                .unwrap_or_else(|| count_records(path, segment_bytes))
+                .min(most)
+        })
+        .sum()
+}
+
+/// The entry count in a hint file's header (a sizing estimate only): `None` unless the header
+/// checks out for this segment, and never more entries than the file's length can hold, so a
+/// damaged hint cannot make the index allocate for records that do not exist.
+fn hint_record_count(dir: &Path, id: u64, salt: u32) -> Option<u64> {
+    use std::io::Read;
+    let mut file = File::open(crate::hints::hint_path(dir, id)).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut header = [0u8; seglog_format::HINT_HEADER_BYTES];
+    file.read_exact(&mut header).ok()?;
+    let count = seglog_format::decode_hint_header(&header, id, salt).ok()?;
+    Some(u64::from(count).min(len / seglog_format::HINT_MIN_ENTRY_BYTES as u64))
+}
+
+/// Counts the records of a segment file by following commit words until the first that does
+/// not decode (a sizing estimate only; the recovery scan validates).
+fn count_records(path: &Path, segment_bytes: u64) -> u64 {
+    let Ok(bytes) = read_prefix(path, segment_bytes) else {
+        return 0;
+    };
+    let mut offset = FIRST_RECORD_OFFSET;
+    let mut count = 0;
+    while let Some(word) = bytes.get(offset..offset + 8) {
+        let commit = CommitWord::from_raw(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        let Ok((kind, len)) = commit.decode() else {
+            break;
+        };
+        if matches!(kind, RecordKind::Put | RecordKind::Tombstone) {
+            count += 1;
+        }
+        offset += len as usize;
+    }
+    count
+}
+
+/// Whether a segment file holds anything after its header (a record, a hole with bytes behind
+/// it, damage): only an all-zero body is empty. Reads until the first non-zero byte.
+fn holds_records(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut at = 0usize;
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let body_start = SEGMENT_HEADER_BYTES.saturating_sub(at).min(n);
+        if buffer[body_start..n].iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        at += n;
+    }
+}
+
+fn read_header(path: &Path) -> std::result::Result<SegmentHeader, String> {
+    use std::io::Read;
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+    let mut read = 0;
+    while read < bytes.len() {
+        match file.read(&mut bytes[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    SegmentHeader::decode(&bytes[..read]).map_err(|e| e.to_string())
+}
+
+/// Whether nothing but zeros follows the header area of a segment file (it never held a
+/// record).
+fn no_records_after_header(path: &Path, segment_bytes: u64) -> bool {
+    match read_prefix(path, segment_bytes) {
+        Ok(bytes) => bytes
+            .get(SEGMENT_HEADER_BYTES..)
+            .is_none_or(|rest| rest.iter().all(|&b| b == 0)),
+        Err(_) => false,
+    }
+}
+
+/// Rebuilds the header of segment `id` whose header is damaged, from the first record in it
+/// that validates completely (position, CRC) under the salt it carries, and writes it back.
+fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHeader> {
+    // The size the log's other headers settled, or else the file's own length if it is a valid
+    // segment size (the damaged header may be the first one read).
+    let len = fs::metadata(path).ok()?.len();
+    let segment_bytes = if len == segment_bytes || !seglog_format::valid_segment_bytes(len) {
+        segment_bytes
+    } else {
+        len
+    };
+    if len != segment_bytes || !seglog_format::valid_segment_bytes(segment_bytes) {
+        return None;
+    }
+    let mut bytes = read_prefix(path, segment_bytes).ok()?;
+    let shift = segment_bytes.trailing_zeros();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset + RECORD_HEADER_BYTES <= bytes.len() {
+        let salt = u32::from_le_bytes(bytes[offset + 32..offset + 36].try_into().ok()?);
+        let position = (id << shift) | offset as u64;
+        if decode_at(&bytes[offset..], position, salt).is_ok() {
+            let header = SegmentHeader::new(id, segment_bytes, salt);
+            bytes[..SEGMENT_HEADER_BYTES].copy_from_slice(header.as_bytes());
+            let file = OpenOptions::new().write(true).open(path).ok()?;
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(header.as_bytes(), 0).ok()?;
+            return Some(header);
+        }
+        offset += 8;
+    }
+    None
+}
