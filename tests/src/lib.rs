@@ -50,6 +50,7 @@ pub fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
     Some((w.parse().ok()?, r.parse().ok()?))
 }
 
+pub mod crash;
 pub mod linearizability;
 pub mod warm_tier;
 
