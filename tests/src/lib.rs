@@ -1,5 +1,7 @@
 //! Shared helpers for the scenario tests in `tests/`.
 
+use std::path::{Path, PathBuf};
+
 /// A small deterministic generator (SplitMix64), so every test run writes the same data and a
 /// failure can be replayed. Tests need reproducible bytes, not cryptographic randomness.
 #[derive(Debug, Clone)]
@@ -50,18 +52,64 @@ pub fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
     Some((w.parse().ok()?, r.parse().ok()?))
 }
 
+pub mod crash;
 pub mod linearizability;
 pub mod warm_tier;
 
-/// Number of segment files (`*.seg`) in a log directory.
-pub fn segment_file_count(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
+/// The file of segment `id` in log directory `dir`.
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016x}.seg"))
+}
+
+/// The hint file of segment `id` in log directory `dir`.
+pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016x}.hint"))
+}
+
+/// The files in `dir` with extension `ext` (`"seg"`, `"hint"`), sorted: for a log's files, in
+/// segment order.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("log directory is readable")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        })
-        .count() as u64
+        .map(|e| e.expect("log directory is readable").path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Number of segment files (`*.seg`) in a log directory.
+pub fn segment_file_count(dir: &Path) -> u64 {
+    files_with_extension(dir, "seg").len() as u64
+}
+
+/// Copies every file of log directory `from` into `to` except its `LOCK` file and, unless
+/// `with_hints`, its hint files.
+pub fn copy_log_dir(from: &Path, to: &Path, with_hints: bool) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        let hint = path.extension().is_some_and(|e| e == "hint");
+        if name != "LOCK" && (with_hints || !hint) {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// The directory of fixture `name`: `tests/fixtures/<name>`, logs kept in the repository.
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A temporary copy of fixture `name`, with every file it has. An open may write to the log
+/// (recovery seals and zeroes damaged ranges, removes stale hints), so a fixture is only ever
+/// opened from a copy.
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    copy_log_dir(&fixture_dir(name), work.path(), true);
+    work
 }
 
 /// Keeps panics whose message starts with `prefix` (the ones a test injects) out of the test

@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use seglog::{Error, Log, Options};
-use seglog_tests::{SplitMix64, pattern};
+use seglog_tests::{SplitMix64, copy_log_dir, files_with_extension, pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 16 * 1024;
 
@@ -51,9 +51,7 @@ fn build_pristine() -> Pristine {
     let mut coverage: Coverage = HashMap::new();
     let pinned = log.pin();
     for record in log.append_log().scan(pinned.guard()) {
-        let file = dir
-            .path()
-            .join(format!("{:016x}.seg", record.position >> shift));
+        let file = segment_path(dir.path(), record.position >> shift);
         let offset = record.position & (SEGMENT_BYTES - 1);
         let key_len = record.key.len() as u64;
         let value_offset = 40 + key_len.div_ceil(8) * 8;
@@ -71,11 +69,8 @@ fn build_pristine() -> Pristine {
     // Without hints every segment is verified at open (hinted segments are trusted; see
     // docs/durability.md), which is what this test is about. Removed last: every open above
     // may have written some in the background.
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "hint") {
-            std::fs::remove_file(path).unwrap();
-        }
+    for hint in files_with_extension(dir.path(), "hint") {
+        std::fs::remove_file(hint).unwrap();
     }
     let keys = written.keys().cloned().collect();
     Pristine {
@@ -84,26 +79,6 @@ fn build_pristine() -> Pristine {
         coverage,
         keys,
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap();
-        if name != "LOCK" {
-            std::fs::copy(&path, to.join(name)).unwrap();
-        }
-    }
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[derive(Debug)]
@@ -116,7 +91,7 @@ enum Mutation {
 }
 
 fn mutate(dir: &Path, rng: &mut SplitMix64) -> Mutation {
-    let files = segment_files(dir);
+    let files = files_with_extension(dir, "seg");
     let file = files[rng.range(0, files.len() as u64 - 1) as usize].clone();
     match rng.range(0, 9) {
         0..=5 => {
@@ -224,7 +199,7 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
     let (mut flips_total, mut reported_total) = (0usize, 0usize);
     for round in 0..rounds {
         let work = tempfile::tempdir().unwrap();
-        copy_dir(pristine.dir.path(), work.path());
+        copy_log_dir(pristine.dir.path(), work.path(), true);
         let mutation = mutate(work.path(), &mut rng);
         let what = format!("round {round} ({mutation:?})");
         let opened = catch_unwind(AssertUnwindSafe(|| Log::open_with(work.path(), options())))
@@ -321,7 +296,7 @@ fn random_corruption_never_panics_and_never_returns_wrong_values() {
 fn strict_open_names_the_file_and_offset() {
     let pristine = build_pristine();
     let work = tempfile::tempdir().unwrap();
-    copy_dir(pristine.dir.path(), work.path());
+    copy_log_dir(pristine.dir.path(), work.path(), true);
     // Flip a bit in the value of the first record of the second segment.
     let (file, records) = pristine
         .coverage

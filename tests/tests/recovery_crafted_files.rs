@@ -9,10 +9,11 @@
 //! forever).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use seglog::{Error, Log, Options};
 use seglog_format::{HintEntry, HintWriter, RecordKind, SegmentHeader, crc32c, encode_record};
+use seglog_tests::{hint_path, segment_path};
 
 const SEGMENT_BYTES: u64 = 4096;
 
@@ -21,10 +22,6 @@ fn options() -> Options {
         .segment_bytes(SEGMENT_BYTES)
         .prefault(false)
         .auto_compact(false)
-}
-
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016x}.seg"))
 }
 
 /// A segment file for `id` holding only a header.
@@ -205,7 +202,7 @@ fn a_hint_whose_segment_is_gone_is_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let state = small_log(dir.path());
     write_lying_hint(dir.path(), &[]);
-    let orphan = dir.path().join(format!("{:016x}.hint", 77));
+    let orphan = hint_path(dir.path(), 77);
     std::fs::rename(dir.path().join("0000000000000000.hint"), &orphan).unwrap();
     let log = Log::open_with(dir.path(), options()).unwrap();
     assert!(!orphan.exists(), "the orphan hint is removed");

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use seglog::{Log, Options, RecordKind};
-use seglog_tests::pattern;
+use seglog_tests::{copy_log_dir, pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const SHIFT: u32 = SEGMENT_BYTES.trailing_zeros();
@@ -49,7 +49,7 @@ struct Record {
 
 impl Record {
     fn file(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("{:016x}.seg", self.segment))
+        segment_path(dir, self.segment)
     }
 
     /// File offset of the first byte of the value.
@@ -217,17 +217,6 @@ fn observe(dir: &Path, keys: &[Vec<u8>]) -> Result<Observed, String> {
         .unwrap_or_else(|_| Err(format!("did not finish within {TIMEOUT:?}")))
 }
 
-fn copy_dir(from: &Path, to: &Path, with_hints: bool) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap();
-        let hint = path.extension().is_some_and(|e| e == "hint");
-        if name != "LOCK" && (with_hints || !hint) {
-            std::fs::copy(&path, to.join(name)).unwrap();
-        }
-    }
-}
-
 /// Applies `edits` (file offset, XOR mask) to the record's segment file in `dir`.
 fn damage(dir: &Path, record: &Record, edits: &[(u64, u8)]) {
     let file = record.file(dir);
@@ -243,8 +232,8 @@ fn damage(dir: &Path, record: &Record, edits: &[(u64, u8)]) {
 fn hinted_open_matches_scan(fixture: &Fixture, record: &Record, edits: &[(u64, u8)], what: &str) {
     let keys: Vec<Vec<u8>> = fixture.written.keys().cloned().collect();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    copy_dir(fixture.dir.path(), a.path(), true);
-    copy_dir(fixture.dir.path(), b.path(), false);
+    copy_log_dir(fixture.dir.path(), a.path(), true);
+    copy_log_dir(fixture.dir.path(), b.path(), false);
     damage(a.path(), record, edits);
     damage(b.path(), record, edits);
     let context = format!(
@@ -323,8 +312,8 @@ fn undamaged_hinted_and_scanned_opens_agree() {
     let fixture = Fixture::build();
     let keys: Vec<Vec<u8>> = fixture.written.keys().cloned().collect();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    copy_dir(fixture.dir.path(), a.path(), true);
-    copy_dir(fixture.dir.path(), b.path(), false);
+    copy_log_dir(fixture.dir.path(), a.path(), true);
+    copy_log_dir(fixture.dir.path(), b.path(), false);
     let hinted = observe(a.path(), &keys).unwrap();
     let scanned = observe(b.path(), &keys).unwrap();
     assert_eq!(hinted.hinted_segments, fixture.hinted.len() as u64);

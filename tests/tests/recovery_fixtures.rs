@@ -9,13 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use seglog::{Log, Options};
-use seglog_tests::pattern;
+use seglog_tests::{copy_fixture, fixture_dir, pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 4096;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
 
 fn options() -> Options {
     Options::default()
@@ -35,15 +31,6 @@ fn expected() -> BTreeMap<Vec<u8>, Vec<u8>> {
     state
 }
 
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let work = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixtures().join(name)).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, work.path().join(path.file_name().unwrap())).unwrap();
-    }
-    work
-}
-
 fn state(log: &Log) -> BTreeMap<Vec<u8>, Vec<u8>> {
     log.iter().collect()
 }
@@ -52,7 +39,7 @@ fn state(log: &Log) -> BTreeMap<Vec<u8>, Vec<u8>> {
 #[ignore = "rebuilds the fixtures in tests/fixtures; run by hand"]
 fn generate_fixtures() {
     let make = |name: &str| -> PathBuf {
-        let dir = fixtures().join(name);
+        let dir = fixture_dir(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = Log::open_with(&dir, options()).unwrap();
@@ -80,7 +67,7 @@ fn generate_fixtures() {
     let pinned = log.pin();
     let record = log.append_log().scan(pinned.guard()).last().unwrap();
     let shift = SEGMENT_BYTES.trailing_zeros();
-    let last = dir.join(format!("{:016x}.seg", record.position >> shift));
+    let last = segment_path(&dir, record.position >> shift);
     let value_end =
         (record.position & (SEGMENT_BYTES - 1)) as usize + record.record_bytes as usize - 8;
     drop(pinned);
@@ -101,7 +88,7 @@ fn generate_fixtures() {
     std::fs::write(&first, bytes).unwrap();
     std::fs::write(dir.join("notes.txt"), b"not part of the log").unwrap();
     let next = segment_count(&dir);
-    std::fs::write(dir.join(format!("{next:016x}.seg")), vec![0u8; 100]).unwrap();
+    std::fs::write(segment_path(&dir, next), vec![0u8; 100]).unwrap();
 }
 
 fn segment_count(dir: &Path) -> u64 {

@@ -11,12 +11,12 @@
 //! does not finish within [`TIMEOUT`] fails the test.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use seglog::{Log, Options};
-use seglog_tests::{SplitMix64, key, pattern};
+use seglog_tests::{SplitMix64, key, pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 4096;
 /// Generous for a few hundred puts; the writes hang forever if the bug is there.
@@ -28,10 +28,6 @@ fn options() -> Options {
         .prefault(false)
         // Nothing may move records around: the test knows which segment holds which key.
         .auto_compact(false)
-}
-
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016x}.seg"))
 }
 
 fn segment_of(position: u64) -> u64 {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use seglog::{Log, Options};
-use seglog_tests::{key, pattern};
+use seglog_tests::{files_with_extension, key, pattern};
 
 fn options() -> Options {
     Options::default().segment_bytes(64 * 1024)
@@ -28,13 +28,7 @@ fn fill(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 fn hint_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut hints: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "hint"))
-        .collect();
-    hints.sort();
-    hints
+    files_with_extension(dir, "hint")
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use seglog::{Log, Options};
-use seglog_tests::{SplitMix64, key, pattern, segment_file_count};
+use seglog_tests::{SplitMix64, key, pattern, segment_file_count, segment_path};
 
 const SEGMENT_BYTES: u64 = 4096;
 
@@ -94,7 +94,7 @@ fn reopening_without_writing_keeps_the_tail_segment_in_use() {
              ({tail:#x})"
         );
         // Nothing was written after the last record either (no padding sealing it off).
-        let file = std::fs::read(dir.path().join(format!("{:016x}.seg", segment_of(tail))));
+        let file = std::fs::read(segment_path(dir.path(), segment_of(tail)));
         let offset = (tail % SEGMENT_BYTES) as usize;
         assert!(
             file.unwrap()[offset..].iter().all(|&b| b == 0),

@@ -10,10 +10,10 @@
 //! `len / 512` blocks.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use seglog::{Log, Options};
-use seglog_tests::pattern;
+use seglog_tests::{pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const CUT_AT: u64 = 16 * 1024;
@@ -22,10 +22,6 @@ fn options() -> Options {
     Options::default()
         .segment_bytes(SEGMENT_BYTES)
         .auto_compact(false)
-}
-
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016x}.seg"))
 }
 
 fn allocated_bytes(path: &Path) -> u64 {

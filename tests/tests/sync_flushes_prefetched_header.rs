@@ -23,10 +23,6 @@ fn options(prefault: bool) -> Options {
         .auto_compact(false)
 }
 
-fn segment_file(dir: &std::path::Path, id: u64) -> std::path::PathBuf {
-    dir.join(format!("{id:016x}.seg"))
-}
-
 /// Appends ~300-byte records until the tail is in segment `tail_segment`, a little way in (never
 /// at a segment's exact end).
 fn write_into(log: &AppendLog, tail_segment: u64) {
@@ -47,7 +43,7 @@ fn write_into(log: &AppendLog, tail_segment: u64) {
 /// After the sync: the prefetched segment `next`'s header page is clean, and without
 /// prefaulting (which populates whole segments for writing) no segment page is dirty at all.
 fn check_after_sync(dir: &std::path::Path, next: u64, prefault: bool, when: &str) {
-    let file = segment_file(dir, next);
+    let file = seglog_tests::segment_path(dir, next);
     assert!(
         file.exists(),
         "{when}: segment {next} is created ahead of need"

@@ -1,7 +1,10 @@
-//! Seed test 5 (task 017): twenty writers released by one barrier store 50 episodes each;
-//! all 1000 come back with exactly the content and embedding their writer stored (the seed
-//! found "Memory w8-m0 contains content from writer 3" here), none twice, and their log
+//! Racing writers never mix content: twenty writers released by one barrier store 50 episodes
+//! each; all 1000 come back with exactly the content and embedding their writer stored (the
+//! seed found "Memory w8-m0 contains content from writer 3" here), none twice, and their log
 //! regions never overlap.
+//!
+//! Warm-tier suite: seed test 5 of the warm-tier task (task 017, "writer-writer offset races");
+//! this file was `seed_5_writer_writer_races.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

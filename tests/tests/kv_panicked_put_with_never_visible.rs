@@ -1,10 +1,13 @@
-//! A panic injected inside the zero-copy fill (`put_with`, reached through
-//! `WarmTier::store_with_fault`) under contention: four writers, every fifth store panicking
-//! halfway through serializing its episode, half of those over an id that already has an
-//! episode, while a reader iterates. The panic reaches the caller; nothing of a panicked store
-//! is ever visible (a fresh id stays absent, an overwritten id keeps its old episode); every
-//! other episode is exact; the aborted records are counted, in `aborted` and in `bytes`; and
-//! reopening the log resurrects none of them.
+//! A `put_with` that panics is never visible: a panic injected inside the zero-copy fill
+//! (`put_with`, reached through `WarmTier::store_with_fault`) under contention: four writers,
+//! every fifth store panicking halfway through serializing its episode, half of those over an
+//! id that already has an episode, while a reader iterates. The panic reaches the caller;
+//! nothing of a panicked store is ever visible (a fresh id stays absent, an overwritten id
+//! keeps its old episode); every other episode is exact; the aborted records are counted, in
+//! `aborted` and in `bytes`; and reopening the log resurrects none of them.
+//!
+//! Warm-tier suite: the review's missing scenario "panic inside the zero-copy fill" of the
+//! warm-tier task (task 017); this file was `warm_tier_panic_in_fill.rs`.
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,6 +1,9 @@
-//! Seed test 7 (task 017): for arbitrary thread counts (2..=10), episodes per thread
-//! (10..=50) and content sizes (1..=1000 bytes), concurrent stores preserve every episode:
-//! the iteration holds exactly the episodes stored, each with its exact content.
+//! Concurrent stores keep every episode intact, for arbitrary thread counts (2..=10), episodes
+//! per thread (10..=50) and content sizes (1..=1000 bytes): the iteration holds exactly the
+//! episodes stored, each with its exact content.
+//!
+//! Warm-tier suite: seed test 7 of the warm-tier task (task 017, "proptest content
+//! integrity"); this file was `seed_7_content_integrity_proptest.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
-//! Seed test 1 (task 017): ten writers store 100 episodes each at once; every episode is
-//! stored exactly once with its exact content, and the regions the log gave them are strictly
-//! monotonic per writer and never overlap.
+//! Versions increase per writer and regions never overlap: ten writers store 100 episodes each
+//! at once; every episode is stored exactly once with its exact content, and the regions the
+//! log gave them are strictly monotonic per writer and never overlap.
+//!
+//! Warm-tier suite: seed test 1 of the warm-tier task (task 017, "concurrent store, offset
+//! monotonicity"); this file was `seed_1_store_offset_monotonicity.rs`.
 //!
 //! The seed could only infer offset correctness from content ("would need access to warm tier
 //! internals"); on seglog a store returns its record's version, which is its log position, so

@@ -3,6 +3,9 @@
 //! each id's current record: first after concurrent stores of distinct ids (then both sums are
 //! equal), then after concurrent overwrites racing on shared ids and forgets, and again after
 //! reopening the log.
+//!
+//! Warm-tier suite: the review's missing scenario "total length = sum of lengths" of the
+//! warm-tier task (task 017); this file was `warm_tier_total_bytes.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};

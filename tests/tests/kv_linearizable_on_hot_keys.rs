@@ -1,9 +1,12 @@
-//! Linearizability of put/get/remove on hot keys: in each of at least 200 rounds, four threads
+//! Put, get and remove are linearizable on hot keys: in each of at least 200 rounds, four threads
 //! run 80 random operations each on three hot keys of a fresh log, recording every call's
 //! invocation and response on a shared logical clock, while a fifth thread adds cold keys so the
 //! index resizes and segments roll over under them. Each round's history must be linearizable,
 //! key by key, against a register with delete that also keeps seglog's highest-version rule
 //! (`seglog_tests::linearizability`, a Wing–Gong checker with Lowe's memoization).
+//!
+//! Warm-tier suite: the linearizability check added to the warm-tier task (task 017); this
+//! file was `warm_tier_linearizability.rs`.
 //!
 //! A history whose calls never overlap is checked trivially, and on a loaded 2-core machine
 //! few calls overlap (threads run in bursts shorter than a time slice). So the workers start

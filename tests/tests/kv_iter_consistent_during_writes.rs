@@ -1,11 +1,14 @@
-//! Iteration during concurrent writes: while three writers overwrite 600 stable episodes
-//! generation by generation and add and forget volatile ones (growing the index through
-//! resizes), two iterators walk the tier over and over, copied out (`iter_memories`) and
+//! Iteration stays consistent during concurrent writes: while three writers overwrite 600
+//! stable episodes generation by generation and add and forget volatile ones (growing the index
+//! through resizes), two iterators walk the tier over and over, copied out (`iter_memories`) and
 //! zero-copy under one pin (`for_each_pinned`). In every pass: each stable id appears exactly
 //! once, no id appears twice, every value decodes to exactly the episode its writer stored for
 //! the generation it names (never torn), and that generation was current at some moment during
 //! the pass: at least the one acknowledged before the pass began, at most the last one begun
 //! before it ended.
+//!
+//! Warm-tier suite: the review's missing scenario "iteration during writes" of the warm-tier
+//! task (task 017); this file was `warm_tier_iter_during_writes.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

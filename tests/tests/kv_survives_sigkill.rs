@@ -1,20 +1,18 @@
-//! Crash harness: a child process with 4 writer threads puts records and reports each
+//! Puts survive SIGKILL: a child process with 4 writer threads puts records and reports each
 //! acknowledged put to the parent; the parent kills it with SIGKILL at a random moment, reopens
 //! the log, and checks that every acknowledged put is present byte-exact or superseded by a
 //! later version of the same key, and that no value exists that was never written.
 //!
-//! 50 kills per run; `SEGLOG_CRASH_KILLS=N` runs N.
+//! 50 kills per run; `SEGLOG_CRASH_KILLS=N` runs N. The harness is `seglog_tests::crash`.
+//! This file was `crash_kill9.rs`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use seglog::{Log, Options};
-use seglog_tests::{SplitMix64, pattern};
+use seglog_tests::crash::{self, Crasher};
+use seglog_tests::pattern;
 
-const CHILD_ENV: &str = "SEGLOG_CRASH_CHILD_DIR";
 const WRITERS: u64 = 4;
 const KEYS_PER_WRITER: u64 = 300;
 
@@ -41,25 +39,19 @@ fn key(writer: u64, seq: u64) -> Vec<u8> {
 /// The child: puts until killed, printing `ack writer seq version` after each put returns.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Some(child) = crash::child() else {
         return; // Only runs as the parent's child process.
     };
-    let log = Arc::new(Log::open_with(&dir, options()).unwrap());
-    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let start_seq: u64 = std::env::var("SEGLOG_CRASH_START")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let log = Arc::new(Log::open_with(&child.dir, options()).unwrap());
+    let start_seq: u64 = child.start.parse().unwrap();
     let handles: Vec<_> = (0..WRITERS)
         .map(|writer| {
-            let (log, out) = (Arc::clone(&log), Arc::clone(&out));
+            let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 // Bounded: the parent kills the child long before this ends.
                 for seq in start_seq..start_seq + 1_000_000 {
                     let version = log.put(&key(writer, seq), &value(writer, seq)).unwrap();
-                    let mut out = out.lock().unwrap();
-                    writeln!(out, "ack {writer} {seq} {version}").unwrap();
-                    out.flush().unwrap();
+                    crash::ack(&[writer, seq, version]);
                 }
             })
         })
@@ -71,51 +63,16 @@ fn crash_child() {
 
 #[test]
 fn sigkill_loses_no_acknowledged_put() {
-    let kills: u64 = std::env::var("SEGLOG_CRASH_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(50);
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut rng = SplitMix64::new(0xC0FFEE);
+    let kills = crash::kills(50);
+    let mut crasher = Crasher::new("crash_child", 0xC0FFEE, (5, 150));
     // Latest acknowledged version per key, across all runs.
     let mut acked: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
     let mut total_acks = 0u64;
     for run in 0..kills {
         let start_seq = run * 1_000_000;
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .env("SEGLOG_CRASH_START", start_seq.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let kill_after = Duration::from_millis(rng.range(5, 150));
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                lines.push(line);
-            }
-            lines
-        });
-        let started = Instant::now();
-        while started.elapsed() < kill_after {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        for line in reader.join().unwrap() {
-            let mut parts = line.split_whitespace();
-            if parts.next() != Some("ack") {
-                continue;
-            }
-            let nums: Vec<u64> = parts.filter_map(|p| p.parse().ok()).collect();
-            // A line cut by the kill has fewer fields: that put was not acknowledged.
-            let [writer, seq, version] = nums[..] else {
-                continue;
+        for fields in crasher.run_and_kill(&start_seq.to_string()) {
+            let [writer, seq, version] = fields[..] else {
+                continue; // Not one of this child's acks.
             };
             total_acks += 1;
             let entry = acked
@@ -126,7 +83,7 @@ fn sigkill_loses_no_acknowledged_put() {
             }
         }
 
-        let log = Log::open_with(dir.path(), options()).unwrap();
+        let log = Log::open_with(crasher.dir(), options()).unwrap();
         let report = log.recovery_report();
         assert!(
             report.corrupt.is_empty(),

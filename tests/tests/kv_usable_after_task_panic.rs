@@ -1,6 +1,9 @@
-//! Seed test 6 (task 017): one of ten tasks panics while the others store; the store stays
-//! functional: the 100 initial episodes remain exactly, the nine other tasks' 90 episodes are
-//! all there, and a store after the panic succeeds and reads back.
+//! The log stays usable after a task panics: one of ten tasks panics while the others store;
+//! the store stays functional: the 100 initial episodes remain exactly, the nine other tasks'
+//! 90 episodes are all there, and a store after the panic succeeds and reads back.
+//!
+//! Warm-tier suite: seed test 6 of the warm-tier task (task 017, "panic recovery"); this file
+//! was `seed_6_panic_recovery.rs`.
 //!
 //! # Why this test has no `#[should_panic]`
 //! The seed marked its test `#[should_panic(expected = "Injected panic")]`, but the only panic

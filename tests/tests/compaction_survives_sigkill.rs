@@ -1,21 +1,20 @@
-//! Concurrent puts, removes and compactions in a child process, SIGKILL at a random moment
-//! (often mid-compaction), then reopen: no acknowledged write is lost, and no value or key comes
-//! back that a later acknowledged write replaced or removed.
+//! Compaction survives SIGKILL: concurrent puts, removes and compactions in a child process,
+//! SIGKILL at a random moment (often mid-compaction), then reopen: no acknowledged write is
+//! lost, and no value or key comes back that a later acknowledged write replaced or removed.
 //!
 //! Each writer thread owns its keys and runs a fixed sequence of operations, so the state of
 //! its keys after a crash must be the state after its last acknowledged operation, or after the
-//! one operation it had in flight. 30 kills per run; `SEGLOG_CRASH_KILLS=N` runs N.
+//! one operation it had in flight. 30 kills per run; `SEGLOG_CRASH_KILLS=N` runs N. The harness
+//! is `seglog_tests::crash`. This file was `compaction_crash_kill9.rs`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use seglog::{Log, Options};
-use seglog_tests::{SplitMix64, pattern};
+use seglog_tests::crash::{self, Crasher};
+use seglog_tests::pattern;
 
-const CHILD_ENV: &str = "SEGLOG_COMPACTION_CRASH_DIR";
 const WRITERS: u64 = 2;
 const KEYS_PER_WRITER: u64 = 60;
 
@@ -59,18 +58,22 @@ fn state_after(writer: u64, last: Option<u64>) -> BTreeMap<Vec<u8>, Vec<u8>> {
     state
 }
 
+/// Writer `writer`'s keys and values in `all`.
+fn keys_of(all: &BTreeMap<Vec<u8>, Vec<u8>>, writer: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let prefix = format!("w{writer}-").into_bytes();
+    all.iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 #[test]
 fn compaction_crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
+    let Some(child) = crash::child() else {
         return; // Only runs as the parent's child process.
     };
-    let log = Arc::new(Log::open_with(&dir, options()).unwrap());
-    let start: Vec<u64> = std::env::var("SEGLOG_CRASH_NEXT")
-        .unwrap()
-        .split(',')
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let log = Arc::new(Log::open_with(&child.dir, options()).unwrap());
+    let start: Vec<u64> = child.start.split(',').map(|s| s.parse().unwrap()).collect();
     let compactor = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
@@ -83,7 +86,7 @@ fn compaction_crash_child() {
     };
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
-            let (log, out) = (Arc::clone(&log), Arc::clone(&out));
+            let log = Arc::clone(&log);
             let first = start[writer as usize];
             std::thread::spawn(move || {
                 for seq in first..first + 10_000_000 {
@@ -95,9 +98,7 @@ fn compaction_crash_child() {
                             log.remove(&k).unwrap();
                         }
                     }
-                    let mut out = out.lock().unwrap();
-                    writeln!(out, "ack {writer} {seq}").unwrap();
-                    out.flush().unwrap();
+                    crash::ack(&[writer, seq]);
                 }
             })
         })
@@ -110,13 +111,8 @@ fn compaction_crash_child() {
 
 #[test]
 fn sigkill_during_compaction_loses_and_resurrects_nothing() {
-    let kills: u64 = std::env::var("SEGLOG_CRASH_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(30);
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut rng = SplitMix64::new(0x5EED);
+    let kills = crash::kills(30);
+    let mut crasher = Crasher::new("compaction_crash_child", 0x5EED, (20, 250));
     // Last acknowledged operation of each writer, across runs.
     let mut acked: Vec<Option<u64>> = vec![None; WRITERS as usize];
     let mut reclaimed = 0;
@@ -128,47 +124,15 @@ fn sigkill_during_compaction_loses_and_resurrects_nothing() {
         // The previous run may have died with one operation in flight: the log may hold its
         // effect. Continuing from after the last acknowledged op re-applies it, which keeps
         // the per-key sequence deterministic.
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "compaction_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("SEGLOG_CRASH_NEXT", next.join(","))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        });
-        let kill_after = Duration::from_millis(rng.range(20, 250));
-        let started = Instant::now();
-        while started.elapsed() < kill_after {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for line in reader.join().unwrap() {
-            let nums: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|p| p.parse().ok())
-                .collect();
-            if let [writer, seq] = nums[..] {
+        for fields in crasher.run_and_kill(&next.join(",")) {
+            if let [writer, seq] = fields[..] {
                 let slot = &mut acked[writer as usize];
                 assert!(slot.is_none_or(|s| seq == s + 1), "acks out of order");
                 *slot = Some(seq);
             }
         }
 
-        let log = Log::open_with(dir.path(), options().auto_compact(false)).unwrap();
+        let log = Log::open_with(crasher.dir(), options().auto_compact(false)).unwrap();
         assert!(
             log.recovery_report().corrupt.is_empty(),
             "run {run}: {:?}",
@@ -176,12 +140,7 @@ fn sigkill_during_compaction_loses_and_resurrects_nothing() {
         );
         let all: BTreeMap<Vec<u8>, Vec<u8>> = log.iter().collect();
         for writer in 0..WRITERS {
-            let prefix = format!("w{writer}-").into_bytes();
-            let actual: BTreeMap<_, _> = all
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let actual = keys_of(&all, writer);
             let last = acked[writer as usize];
             let after_acked = state_after(writer, last);
             let after_in_flight = state_after(writer, Some(last.map_or(0, |s| s + 1)));
@@ -200,18 +159,13 @@ fn sigkill_during_compaction_loses_and_resurrects_nothing() {
         for writer in 0..WRITERS {
             let last = acked[writer as usize];
             let next = last.map_or(0, |s| s + 1);
-            let prefix = format!("w{writer}-").into_bytes();
-            let actual: BTreeMap<_, _> = all
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let actual = keys_of(&all, writer);
             if actual != state_after(writer, last) && actual == state_after(writer, Some(next)) {
                 acked[writer as usize] = Some(next);
             }
         }
         // Segment ids are never reused: fewer files than ids means compaction reclaimed some.
-        let files = seglog_tests::segment_file_count(dir.path());
+        let files = seglog_tests::segment_file_count(crasher.dir());
         let (tail_segment, _) = {
             let shift = (16 * 1024u64).trailing_zeros();
             let tail = log.append_log().tail_position();

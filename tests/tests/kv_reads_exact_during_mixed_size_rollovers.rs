@@ -1,8 +1,12 @@
-//! Mixed-size writes under contention across many roll-overs: four writers store episodes from
-//! 3 KB to a whole 64 KiB segment while two readers recall, zero-copy and copied, episodes
-//! whose store has returned. Every read is exact; afterwards every episode is exact, none lost,
+//! Reads stay exact during mixed-size writes across many roll-overs: four writers store
+//! episodes from 3 KB to a whole 64 KiB segment while two readers recall, zero-copy and copied,
+//! episodes whose store has returned. Every read is exact; afterwards every episode is exact, none lost,
 //! hundreds of segments were rolled over, and the largest episode a segment can hold is stored
 //! while one byte more is refused without writing anything.
+//!
+//! Warm-tier suite: the review's missing scenario "mixed sizes under contention, many
+//! roll-overs" of the warm-tier task (task 017); this file was
+//! `warm_tier_mixed_size_rollovers.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};

@@ -1,8 +1,12 @@
-//! Content boundaries never overlap: eight writers (four times the cores) store episodes of
-//! mixed sizes, some ids twice, into 64 KiB segments, so reservations race and segments roll
-//! over hundreds of times. The regions `[version, version + record_bytes)` that `store`
-//! returned are pairwise disjoint and each inside one segment; each still holds exactly the
-//! episode stored there; and a scan of the log in order finds exactly these records.
+//! Record regions stay disjoint across roll-overs (content boundaries never overlap): eight
+//! writers (four times the cores) store episodes of mixed sizes, some ids twice, into 64 KiB
+//! segments, so reservations race and segments roll over hundreds of times. The regions
+//! `[version, version + record_bytes)` that `store` returned are pairwise disjoint and each
+//! inside one segment; each still holds exactly the episode stored there; and a scan of the log
+//! in order finds exactly these records.
+//!
+//! Warm-tier suite: the review's missing scenario "content boundaries never overlap" of the
+//! warm-tier task (task 017); this file was `warm_tier_regions_disjoint.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};

@@ -1,6 +1,9 @@
-//! Seed test 2 (task 017): twenty readers recall 100 episodes ten times each while nothing
-//! writes; every recall succeeds with exactly the stored episode, and the latency distribution
-//! has no pathological tail (p99 < 10 × p50, the seed's criterion).
+//! Parallel reads are exact and have no latency tail: twenty readers recall 100 episodes ten
+//! times each while nothing writes; every recall succeeds with exactly the stored episode, and
+//! the latency distribution has no pathological tail (p99 < 10 × p50, the seed's criterion).
+//!
+//! Warm-tier suite: seed test 2 of the warm-tier task (task 017, "reader parallelism"); this
+//! file was `seed_2_reader_parallelism.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

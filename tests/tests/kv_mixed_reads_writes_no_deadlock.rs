@@ -1,6 +1,9 @@
-//! Seed test 3 (task 017): five writers add 100 episodes each while ten readers recall the
-//! 1000 pre-populated ones; everything finishes within 30 s (no deadlock), all 500 writes and
-//! all 500 reads succeed with exact content, and exactly 1500 episodes remain.
+//! Mixed reads and writes never deadlock: five writers add 100 episodes each while ten readers
+//! recall the 1000 pre-populated ones; everything finishes within 30 s (no deadlock), all 500
+//! writes and all 500 reads succeed with exact content, and exactly 1500 episodes remain.
+//!
+//! Warm-tier suite: seed test 3 of the warm-tier task (task 017, "mixed read/write, lock
+//! ordering"); this file was `seed_3_mixed_lock_ordering.rs`.
 //!
 //! The seed accepted `reads > 400` and skipped failed recalls silently; every id read here was
 //! stored before the readers started, so every read must succeed, and a failed one fails the
