@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use clap::Args;
 use seglog::{Log, Options, RecordKind, RecordRef};
+use seglog_format::{LogFile, SEGMENT_SUFFIX, split_position};
 use serde::Serialize;
 
 use crate::Failure;
 
-/// Segment files (`<16 lowercase hex digits>.seg`) in `dir`, sorted by id; an error for a
-/// missing directory, a file, or a directory with none.
+/// Segment files (`LogFile::Segment`) in `dir`, sorted by id; an error for a missing
+/// directory, a file, or a directory with none.
 pub(crate) fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Failure> {
     let shown = dir.display();
     let metadata = std::fs::metadata(dir).map_err(|e| match e.kind() {
@@ -35,27 +36,17 @@ pub(crate) fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Failure> 
     let mut segments = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Failure(format!("{shown}: {e}")))?;
-        let name = entry.file_name();
-        if let Some(id) = parse_segment_name(&name.to_string_lossy()) {
+        if let Some(LogFile::Segment(id)) = LogFile::parse_os(&entry.file_name()) {
             segments.push((id, entry.path()));
         }
     }
     if segments.is_empty() {
         return Err(Failure(format!(
-            "{shown} is not a seglog directory: it holds no segment files (*.seg)"
+            "{shown} is not a seglog directory: it holds no segment files (*{SEGMENT_SUFFIX})"
         )));
     }
     segments.sort();
     Ok(segments)
-}
-
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
-    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if hex.len() != 16 || !hex.bytes().all(lower_hex) {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
 }
 
 /// A spinner on stderr (hidden when stderr is not a terminal) while `f` runs.
@@ -128,7 +119,15 @@ struct StatsReport {
 pub fn stats(args: &StatsArgs) -> Result<(), Failure> {
     let log = open_existing(&args.dir)?;
     let stats = log.stats();
-    let recovery = log.recovery_report();
+    let seglog::RecoveryReport {
+        records,
+        holes,
+        bytes_truncated,
+        hinted_segments,
+        removed_partial_segments,
+        foreign_files,
+        ..
+    } = log.recovery_report().clone();
     let report = StatsReport {
         dir: args.dir.clone(),
         segments: stats.segments,
@@ -141,12 +140,12 @@ pub fn stats(args: &StatsArgs) -> Result<(), Failure> {
         index_bytes: stats.index_bytes,
         index_capacity: stats.index_capacity,
         index_resizes: stats.index_resizes,
-        recovered_records: recovery.records,
-        holes: recovery.holes,
-        bytes_truncated: recovery.bytes_truncated,
-        hinted_segments: recovery.hinted_segments,
-        removed_partial_segments: recovery.removed_partial_segments.clone(),
-        foreign_files: recovery.foreign_files.clone(),
+        recovered_records: records,
+        holes,
+        bytes_truncated,
+        hinted_segments,
+        removed_partial_segments,
+        foreign_files,
     };
     drop(log);
     let mut out = io::stdout().lock();
@@ -175,7 +174,7 @@ pub fn stats(args: &StatsArgs) -> Result<(), Failure> {
         r.index_capacity,
         r.index_resizes,
         r.recovered_records,
-        r.hinted_segments,
+        hinted_segments,
         r.holes,
         r.bytes_truncated,
     );
@@ -278,11 +277,7 @@ fn parse_hex(hex: &str) -> Result<Vec<u8>, Failure> {
 }
 
 fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option<usize>) -> String {
-    let shift = segment_bytes.trailing_zeros();
-    let (segment, offset) = (
-        record.position >> shift,
-        record.position & (segment_bytes - 1),
-    );
+    let (segment, offset) = split_position(record.position, segment_bytes);
     let kind = match record.kind {
         RecordKind::Put => "put",
         RecordKind::Tombstone => "tombstone",
@@ -290,7 +285,8 @@ fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option
         RecordKind::Aborted => "aborted",
     };
     let mut line = format!(
-        "{segment:016x}.seg+{offset:<10} {kind:<9} v{:<14} key={}",
+        "{}+{offset:<10} {kind:<9} v{:<14} key={}",
+        LogFile::Segment(segment),
         record.version,
         show(record.key, hex, None)
     );
@@ -395,11 +391,43 @@ mod tests {
     }
 
     #[test]
-    fn segment_names() {
-        assert_eq!(parse_segment_name("000000000000002a.seg"), Some(42));
-        assert_eq!(parse_segment_name("000000000000002A.seg"), None);
-        assert_eq!(parse_segment_name("2a.seg"), None);
-        assert_eq!(parse_segment_name("000000000000002a.hint"), None);
+    fn segment_files_lists_segments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            LogFile::Segment(42).name(),
+            LogFile::Segment(7).name(),
+            LogFile::Hint(42).name(),
+            LogFile::FreeSegment(3).name(),
+            LogFile::Lock.name(),
+            // Not segments: uppercase, too short.
+            "000000000000002A.seg".into(),
+            "2a.seg".into(),
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let found: Vec<u64> = segment_files(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(found, [7, 42]);
+    }
+
+    #[test]
+    fn records_are_described_by_segment_file_and_offset() {
+        let record = RecordRef {
+            position: (42 << 16) | 64,
+            kind: RecordKind::Tombstone,
+            version: 7,
+            key: b"k",
+            value: &[],
+            record_bytes: 48,
+        };
+        assert_eq!(
+            describe(&record, 1 << 16, false, None),
+            "000000000000002a.seg+64         tombstone v7              key=\"k\""
+        );
     }
 
     #[test]

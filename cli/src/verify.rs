@@ -1,12 +1,13 @@
 //! `seglog verify DIR`: reads every segment file and checks every record against its CRC,
 //! changing nothing.
 //!
-//! It walks each segment the way recovery does (`engine/src/recovery.rs`) and classifies what it
-//! finds the way a strict open does, so `verify` fails where `Options::strict(true)` would
-//! refuse to open (one exception below):
+//! It walks each segment with the walk recovery uses (`seglog_format::SegmentWalk`) and
+//! classifies what it finds the way a strict open does, so `verify` fails where
+//! `Options::strict(true)` would refuse to open (one exception below):
 //! - a record that fails validation with a non-zero commit word is **corrupt** (reported with its
 //!   file and offset; the walk resumes at the next valid record, found 8 bytes at a time by its
-//!   position, salt and CRC, so every damaged range is listed);
+//!   position, salt and CRC, so every damaged range is listed). A put or tombstone whose version
+//!   is ahead of its position is corrupt too, as it is to recovery;
 //! - a zero commit word followed later by a valid record is a **hole**: a writer reserved space
 //!   and died before publishing. A crash leaves these; they are reported, not failures;
 //! - in the last segment, unpublished bytes after the last record are a **torn tail**, also a
@@ -16,7 +17,7 @@
 //!   `verify` only notes it, since no record is lost);
 //! - a damaged hint file is reported but not a failure: an open ignores it and scans instead.
 //!
-//! The directory's lock is taken for the duration (if a `LOCK` file exists), so a log open in
+//! The directory's lock is taken for the duration (if its lock file exists), so a log open in
 //! another process is refused rather than read while it changes.
 
 use std::fs::File;
@@ -24,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use seglog_format::{
-    CommitWord, RecordError, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader, Verify, decode_hint,
-    decode_record,
+    CORRUPT_SEGMENT_SUFFIX, LogFile, RecordError, RecordKind, SegmentHeader, SegmentItem,
+    SegmentWalk, decode_hint, is_blank_after_header, join_position,
 };
 
 use crate::Failure;
@@ -58,7 +59,7 @@ impl Report {
 
 /// Holds the directory's lock while verifying.
 fn lock(dir: &Path) -> Result<Option<File>, Failure> {
-    let path = dir.join("LOCK");
+    let path = dir.join(LogFile::Lock.name());
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -140,13 +141,10 @@ fn print(dir: &Path, report: &Report) {
 }
 
 fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report: &mut Report) {
-    let header = match SegmentHeader::decode(&data[..data.len().min(SEGMENT_HEADER_BYTES)]) {
+    let header = match SegmentHeader::decode(&data) {
         Ok(header) => header,
         Err(e) => {
-            if data
-                .get(SEGMENT_HEADER_BYTES..)
-                .is_none_or(|rest| rest.iter().all(|&b| b == 0))
-            {
+            if is_blank_after_header(&data) {
                 report.notes.push(format!(
                     "{}: a segment whose creation was interrupted (no header); the next open \
                      removes it",
@@ -158,7 +156,7 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
                     0,
                     format!(
                         "bad segment header: {e} (a non-strict open rebuilds it from the first \
-                         valid record, or sets the file aside as .seg.corrupt)"
+                         valid record, or sets the file aside as {CORRUPT_SEGMENT_SUFFIX})"
                     ),
                 );
             }
@@ -170,7 +168,7 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
         let named = header.segment_id();
         report.corrupt(
             path,
-            16,
+            SegmentHeader::SEGMENT_ID_OFFSET as u64,
             format!("the header names segment {named}, the file name {id}"),
         );
         return;
@@ -181,7 +179,7 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
         Some(log_size) if log_size != size => {
             report.corrupt(
                 path,
-                24,
+                SegmentHeader::SEGMENT_BYTES_OFFSET as u64,
                 format!("segment size {size} differs from the log's {log_size}"),
             );
             return;
@@ -191,7 +189,7 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
     let Ok(len) = usize::try_from(size) else {
         report.corrupt(
             path,
-            24,
+            SegmentHeader::SEGMENT_BYTES_OFFSET as u64,
             format!("segment size {size} does not fit in memory"),
         );
         return;
@@ -205,80 +203,52 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
         // Walk what is there; the cut part reads as zeros, as an open would restore it.
         data.resize(len, 0);
     }
-    walk(id, path, &data[..len], header.salt(), is_last, report);
+    let base = join_position(id, 0, size);
+    walk(path, &data[..len], base, header.salt(), is_last, report);
     if !is_last {
         check_hint(id, path, header.salt(), &data[..len], report);
     }
 }
 
-fn decode_at(
-    bytes: &[u8],
-    position: u64,
-    salt: u32,
-) -> Result<seglog_format::RecordView<'_>, RecordError> {
-    let Some(word) = bytes.get(..8) else {
-        return Err(RecordError::Truncated {
-            needed: 8,
-            available: bytes.len() as u64,
-        });
-    };
-    let commit = CommitWord::from_raw(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-    decode_record(commit, bytes, position, salt, Verify::Checksum)
-}
-
-fn walk(id: u64, path: &Path, data: &[u8], salt: u32, is_last: bool, report: &mut Report) {
-    let shift = (data.len() as u64).trailing_zeros();
-    let position = |offset: usize| (id << shift) | offset as u64;
-    let mut offset = SEGMENT_HEADER_BYTES;
-    while offset < data.len() {
-        match decode_at(&data[offset..], position(offset), salt) {
-            Ok(view) => {
-                match view.kind {
-                    RecordKind::Put => report.puts += 1,
-                    RecordKind::Tombstone => report.tombstones += 1,
-                    RecordKind::Aborted => report.aborted += 1,
-                    RecordKind::Padding => {}
-                }
-                offset += view.record_bytes as usize;
+/// Reports what recovery's walk finds in one segment: records counted, damage as corruption,
+/// holes and unpublished tails as notes.
+fn walk(path: &Path, data: &[u8], base: u64, salt: u32, is_last: bool, report: &mut Report) {
+    for item in SegmentWalk::new(data, base, salt) {
+        match item {
+            SegmentItem::Record { view, .. } => match view.kind {
+                RecordKind::Put => report.puts += 1,
+                RecordKind::Tombstone => report.tombstones += 1,
+                RecordKind::Aborted => report.aborted += 1,
+                RecordKind::Padding => {}
+            },
+            SegmentItem::Damaged { offset, error, .. } => {
+                report.corrupt(path, offset as u64, error.to_string());
             }
-            Err(first) => {
-                let next = (offset + 8..data.len())
-                    .step_by(8)
-                    .find(|&at| decode_at(&data[at..], position(at), salt).is_ok());
-                let end = next.unwrap_or(data.len());
-                let zeros = data[offset..end].iter().all(|&b| b == 0);
-                let hole = first == RecordError::Unwritten;
-                let span = end - offset;
-                match (next, hole) {
-                    (_, false) => report.corrupt(path, offset as u64, first.to_string()),
-                    (Some(_), true) => report.notes.push(format!(
-                        "{} at offset {offset}: a hole of {span} bytes (a writer reserved them and \
-                         died before publishing; an open seals it)",
-                        path.display()
-                    )),
-                    (None, true) if zeros => {}
-                    (None, true) if is_last => report.notes.push(format!(
-                        "{} at offset {offset}: a torn tail of {span} bytes never published (a \
-                         crash mid-write; an open zeroes it)",
-                        path.display()
-                    )),
-                    (None, true) => report.notes.push(format!(
-                        "{} at offset {offset}: {span} unpublished bytes at the end of a sealed \
-                         segment (an open seals them)",
-                        path.display()
-                    )),
-                }
-                match next {
-                    Some(next) => offset = next,
-                    None => break,
-                }
+            SegmentItem::Trailing { offset, error, .. } if error != RecordError::Unwritten => {
+                report.corrupt(path, offset as u64, error.to_string());
             }
+            SegmentItem::Hole { offset, bytes } => report.notes.push(format!(
+                "{} at offset {offset}: a hole of {bytes} bytes (a writer reserved them and died \
+                 before publishing; an open seals it)",
+                path.display()
+            )),
+            SegmentItem::Trailing { all_zero: true, .. } => {}
+            SegmentItem::Trailing { offset, bytes, .. } if is_last => report.notes.push(format!(
+                "{} at offset {offset}: a torn tail of {bytes} bytes never published (a crash \
+                 mid-write; an open zeroes it)",
+                path.display()
+            )),
+            SegmentItem::Trailing { offset, bytes, .. } => report.notes.push(format!(
+                "{} at offset {offset}: {bytes} unpublished bytes at the end of a sealed segment \
+                 (an open seals them)",
+                path.display()
+            )),
         }
     }
 }
 
 fn check_hint(id: u64, segment: &Path, salt: u32, data: &[u8], report: &mut Report) {
-    let hint = segment.with_file_name(format!("{id:016x}.hint"));
+    let hint = segment.with_file_name(LogFile::Hint(id).name());
     let Ok(bytes) = std::fs::read(&hint) else {
         return;
     };

@@ -145,6 +145,41 @@ fn a_corrupt_record_is_named_by_file_and_offset() {
     assert_eq!(std::fs::read(&segment).unwrap()[at], bytes[at]);
 }
 
+/// `verify` uses recovery's own walk, so it refuses what a strict open refuses: here a put
+/// whose version is ahead of its position, with a valid checksum (which an earlier `verify`,
+/// with a walk of its own, passed as "ok").
+#[test]
+fn verify_refuses_a_version_ahead_of_its_position_as_an_open_does() {
+    use seglog_format::{LogFile, RecordHeader, RecordKind, encode_record};
+    let dir = tempfile::tempdir().unwrap();
+    let position = make_log(dir.path(), 100);
+    let segment = dir.path().join(LogFile::Segment(0).name());
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = position as usize;
+    let salt = RecordHeader::read(&bytes[at..]).unwrap().salt();
+    let record = encode_record(
+        RecordKind::Put,
+        b"key-0",
+        b"value number 0",
+        position + 8,
+        position,
+        salt,
+    )
+    .unwrap();
+    bytes[at..at + record.len()].copy_from_slice(&record);
+    std::fs::write(&segment, &bytes).unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let verify = seglog(&["verify", path]);
+    let err = one_line_failure(&verify);
+    assert!(
+        err.contains(&format!("offset {position}")) && err.contains("ahead of its position"),
+        "{err}"
+    );
+    let err = one_line_failure(&seglog(&["stats", path]));
+    assert!(err.contains("ahead of its position"), "{err}");
+}
+
 #[test]
 fn compact_retires_dead_segments_and_keeps_every_value() {
     let dir = tempfile::tempdir().unwrap();

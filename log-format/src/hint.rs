@@ -43,12 +43,55 @@ pub const HINT_MAGIC: [u8; 8] = *b"\x89SEGHNT\n";
 pub const HINT_TRAILER: u32 = 0x5EC1_0E4D;
 /// The hint format this build writes and reads (version 1 had no segment checksum).
 pub const HINT_FORMAT_VERSION: u32 = 2;
+/// Byte offset of `magic` in a hint file.
+pub const HINT_MAGIC_OFFSET: usize = 0;
+/// Byte offset of `format_version` in a hint file.
+pub const HINT_FORMAT_VERSION_OFFSET: usize = 8;
 /// Byte offset of `entry_count` in a hint file.
 pub const HINT_ENTRY_COUNT_OFFSET: usize = 12;
-const SEGMENT_CRC_OFFSET: usize = 28;
-const FILLER_BYTES_OFFSET: usize = 32;
-const HEADER_CRC_OFFSET: usize = 36;
+/// Byte offset of `segment_id` in a hint file.
+pub const HINT_SEGMENT_ID_OFFSET: usize = 16;
+/// Byte offset of `salt` in a hint file.
+pub const HINT_SALT_OFFSET: usize = 24;
+/// Byte offset of `segment_crc` in a hint file.
+pub const HINT_SEGMENT_CRC_OFFSET: usize = 28;
+/// Byte offset of `filler_bytes` in a hint file.
+pub const HINT_FILLER_BYTES_OFFSET: usize = 32;
+/// Byte offset of `header_crc` in a hint file: the CRC32C of every byte before it.
+pub const HINT_HEADER_CRC_OFFSET: usize = 36;
+const SEGMENT_CRC_OFFSET: usize = HINT_SEGMENT_CRC_OFFSET;
+const FILLER_BYTES_OFFSET: usize = HINT_FILLER_BYTES_OFFSET;
+const HEADER_CRC_OFFSET: usize = HINT_HEADER_CRC_OFFSET;
 const HEADER_BYTES: usize = 40;
+
+/// The hint header's layout, for the offset checks below only (the header is read and written
+/// field by field).
+#[repr(C)]
+#[allow(dead_code)] // Never built: only its field offsets are used.
+struct HintHeaderLayout {
+    magic: [u8; 8],
+    format_version: u32,
+    entry_count: u32,
+    segment_id: u64,
+    salt: u32,
+    segment_crc: u32,
+    filler_bytes: u32,
+    header_crc: u32,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<HintHeaderLayout>() == HEADER_BYTES);
+    assert!(offset_of!(HintHeaderLayout, magic) == HINT_MAGIC_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, format_version) == HINT_FORMAT_VERSION_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, entry_count) == HINT_ENTRY_COUNT_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, segment_id) == HINT_SEGMENT_ID_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, salt) == HINT_SALT_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, segment_crc) == HINT_SEGMENT_CRC_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, filler_bytes) == HINT_FILLER_BYTES_OFFSET);
+    assert!(offset_of!(HintHeaderLayout, header_crc) == HINT_HEADER_CRC_OFFSET);
+    assert!(HINT_HEADER_CRC_OFFSET + size_of::<u32>() == HEADER_BYTES);
+};
 const ENTRY_FIXED_BYTES: usize = 24;
 const TRAILER_BYTES: usize = 8;
 /// Bytes of a hint file's header.
@@ -192,18 +235,20 @@ pub fn decode_hint_header(header: &[u8], segment_id: u64, salt: u32) -> Result<u
     let Some(header) = header.get(..HEADER_BYTES) else {
         return Err(HintError::Truncated);
     };
-    if header[..8] != HINT_MAGIC {
+    if header[..HINT_MAGIC.len()] != HINT_MAGIC {
         return Err(HintError::BadMagic);
     }
     let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-    if u32_at(8) != HINT_FORMAT_VERSION {
-        return Err(HintError::UnsupportedVersion(u32_at(8)));
+    let version = u32_at(HINT_FORMAT_VERSION_OFFSET);
+    if version != HINT_FORMAT_VERSION {
+        return Err(HintError::UnsupportedVersion(version));
     }
     if crc32c(&header[..HEADER_CRC_OFFSET]) != u32_at(HEADER_CRC_OFFSET) {
         return Err(HintError::ChecksumMismatch);
     }
-    let id = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-    if id != segment_id || u32_at(24) != salt {
+    let id_at = HINT_SEGMENT_ID_OFFSET;
+    let id = u64::from_le_bytes(header[id_at..id_at + 8].try_into().expect("8 bytes"));
+    if id != segment_id || u32_at(HINT_SALT_OFFSET) != salt {
         return Err(HintError::WrongSegment);
     }
     Ok(u32_at(HINT_ENTRY_COUNT_OFFSET))
@@ -214,14 +259,15 @@ pub fn decode_hint(bytes: &[u8], segment_id: u64, salt: u32) -> Result<Hint<'_>,
     if bytes.len() < HEADER_BYTES + TRAILER_BYTES {
         return Err(HintError::Truncated);
     }
-    if bytes[..8] != HINT_MAGIC {
+    if bytes[..HINT_MAGIC.len()] != HINT_MAGIC {
         return Err(HintError::BadMagic);
     }
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     // The version first: a version 1 hint has another header layout.
-    if u32_at(8) != HINT_FORMAT_VERSION {
-        return Err(HintError::UnsupportedVersion(u32_at(8)));
+    let version = u32_at(HINT_FORMAT_VERSION_OFFSET);
+    if version != HINT_FORMAT_VERSION {
+        return Err(HintError::UnsupportedVersion(version));
     }
     let end = bytes.len();
     if u32_at(end - 4) != HINT_TRAILER {
@@ -232,7 +278,7 @@ pub fn decode_hint(bytes: &[u8], segment_id: u64, salt: u32) -> Result<Hint<'_>,
     {
         return Err(HintError::ChecksumMismatch);
     }
-    if u64_at(16) != segment_id || u32_at(24) != salt {
+    if u64_at(HINT_SEGMENT_ID_OFFSET) != segment_id || u32_at(HINT_SALT_OFFSET) != salt {
         return Err(HintError::WrongSegment);
     }
     let hint = Hint {
@@ -376,7 +422,7 @@ mod tests {
             Err(HintError::WrongSegment)
         );
         let mut flipped = bytes.clone();
-        flipped[13] ^= 0x40; // the entry count
+        flipped[HINT_ENTRY_COUNT_OFFSET + 1] ^= 0x40;
         assert_eq!(
             decode_hint_header(&flipped, 9, 0xABCD),
             Err(HintError::ChecksumMismatch)
@@ -390,7 +436,8 @@ mod tests {
     #[test]
     fn a_version_1_hint_is_refused() {
         let mut bytes = sample();
-        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes[HINT_FORMAT_VERSION_OFFSET..HINT_FORMAT_VERSION_OFFSET + 4]
+            .copy_from_slice(&1u32.to_le_bytes());
         assert_eq!(
             decode_hint(&bytes, 9, 0xABCD).unwrap_err(),
             HintError::UnsupportedVersion(1)

@@ -1,6 +1,14 @@
 //! The byte format of seglog segments and records: what they look like, how to encode them, and
 //! how to tell a valid record from anything else. Bytes only: no files, no mmap, no threads.
 //!
+//! Also everything else about the bytes that the engine and the `seglog` tool share, so that
+//! neither knows an offset or a file name of its own: the names of the files a log directory
+//! holds ([`LogFile`]), the offsets of every header field (`SegmentHeader::*_OFFSET`,
+//! `RecordHeader::*_OFFSET`, `HINT_*_OFFSET`), positions ([`join_position`],
+//! [`split_position`], [`max_segment_id`]), and the walk that classifies a segment's bytes into
+//! records, holes, damaged ranges and its trailing range ([`SegmentWalk`]), which recovery and
+//! `seglog verify` both use.
+//!
 //! `docs/format.md` is the prose twin of this module; the two must agree.
 //!
 //! ```text
@@ -32,19 +40,31 @@ compile_error!(
 );
 
 mod hint;
+mod names;
 mod record;
 mod segment;
+mod walk;
 
 pub use hint::{
-    HINT_ENTRY_COUNT_OFFSET, HINT_FORMAT_VERSION, HINT_HEADER_BYTES, HINT_MAGIC,
-    HINT_MIN_ENTRY_BYTES, HINT_TRAILER, Hint, HintEntry, HintError, HintWriter, decode_hint,
+    HINT_ENTRY_COUNT_OFFSET, HINT_FILLER_BYTES_OFFSET, HINT_FORMAT_VERSION,
+    HINT_FORMAT_VERSION_OFFSET, HINT_HEADER_BYTES, HINT_HEADER_CRC_OFFSET, HINT_MAGIC,
+    HINT_MAGIC_OFFSET, HINT_MIN_ENTRY_BYTES, HINT_SALT_OFFSET, HINT_SEGMENT_CRC_OFFSET,
+    HINT_SEGMENT_ID_OFFSET, HINT_TRAILER, Hint, HintEntry, HintError, HintWriter, decode_hint,
     decode_hint_header, max_hint_bytes,
+};
+pub use names::{
+    CORRUPT_SEGMENT_SUFFIX, FREE_SEGMENT_SUFFIX, HINT_SUFFIX, HINT_TMP_SUFFIX, LOCK_FILE_NAME,
+    LogFile, SEGMENT_ID_DIGITS, SEGMENT_SUFFIX,
 };
 pub use record::{
     CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,
     decode_record, encode_record, record_layout,
 };
 pub use segment::{SegmentHeader, SegmentHeaderError};
+pub use walk::{
+    SegmentItem, SegmentWalk, decode_at, find_next_record, is_blank_after_header, next_item,
+    salvage_salt,
+};
 
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -91,4 +111,84 @@ pub const fn valid_segment_bytes(segment_bytes: u64) -> bool {
 #[must_use]
 pub fn crc32c(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
+}
+
+/// The position of byte `offset` of segment `segment_id`, in a log of `segment_bytes` segments:
+/// `segment_id << log2(segment_bytes)`, plus `offset`. `offset` may be `segment_bytes` (the end
+/// of the segment), which is the position where the next segment starts.
+///
+/// Exact for every id up to [`max_segment_id`] and every valid segment size (see
+/// [`valid_segment_bytes`]); beyond those the result wraps, and is meaningless, but this never
+/// panics.
+#[must_use]
+pub const fn join_position(segment_id: u64, offset: u64, segment_bytes: u64) -> u64 {
+    let base = match segment_id.checked_shl(segment_bytes.trailing_zeros()) {
+        Some(base) => base,
+        None => 0,
+    };
+    base.wrapping_add(offset)
+}
+
+/// The segment id and the offset in it of `position`, in a log of `segment_bytes` segments: the
+/// inverse of [`join_position`] (for offsets below `segment_bytes`). Meaningless, but never a
+/// panic, for a `segment_bytes` that is not a valid segment size.
+#[must_use]
+pub const fn split_position(position: u64, segment_bytes: u64) -> (u64, u64) {
+    let segment_id = match position.checked_shr(segment_bytes.trailing_zeros()) {
+        Some(id) => id,
+        None => 0,
+    };
+    (segment_id, position & segment_bytes.wrapping_sub(1))
+}
+
+/// The largest segment id a log of `segment_bytes` segments uses:
+/// `(u64::MAX >> log2(segment_bytes)) >> 1`, so that the position of every byte of it, and of
+/// the segment after it, fits in a u64 (a log reaching it has appended 2^63 bytes). The engine
+/// refuses a segment file with a larger id at open. 0 for a `segment_bytes` of 0.
+#[must_use]
+pub const fn max_segment_id(segment_bytes: u64) -> u64 {
+    match u64::MAX.checked_shr(segment_bytes.trailing_zeros()) {
+        Some(ids) => ids >> 1,
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_join_and_split() {
+        for segment_bytes in [MIN_SEGMENT_BYTES, 1 << 16, 1 << 26, MAX_SEGMENT_BYTES] {
+            let max = max_segment_id(segment_bytes);
+            assert_eq!(max, (u64::MAX >> segment_bytes.trailing_zeros()) >> 1);
+            for id in [0, 1, 42, max - 1, max] {
+                for offset in [0, SEGMENT_HEADER_BYTES as u64, segment_bytes - 8] {
+                    let position = join_position(id, offset, segment_bytes);
+                    assert_eq!(position, (id << segment_bytes.trailing_zeros()) | offset);
+                    assert_eq!(split_position(position, segment_bytes), (id, offset));
+                }
+                // The end of a segment is the start of the next.
+                assert_eq!(
+                    join_position(id, segment_bytes, segment_bytes),
+                    join_position(id + 1, 0, segment_bytes)
+                );
+            }
+            // The end of the last segment still fits.
+            assert!(
+                join_position(max, segment_bytes, segment_bytes)
+                    > join_position(max, 0, segment_bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn positions_never_panic_on_invalid_sizes() {
+        for segment_bytes in [0, 1, 3, 1000, u64::MAX, 1 << 63] {
+            let _ = join_position(u64::MAX, u64::MAX, segment_bytes);
+            let _ = split_position(u64::MAX, segment_bytes);
+            let _ = max_segment_id(segment_bytes);
+        }
+        assert_eq!(max_segment_id(0), 0);
+    }
 }

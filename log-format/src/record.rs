@@ -92,6 +92,15 @@ impl CommitWord {
         )
     }
 
+    /// The word stored little-endian in the first 8 bytes of `bytes` (a record's start), or
+    /// `None` if there are fewer. For bytes nobody writes concurrently; a live log loads the
+    /// word atomically instead.
+    #[must_use]
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        let word: [u8; 8] = bytes.get(..RecordHeader::COMMIT_BYTES)?.try_into().ok()?;
+        Some(Self(u64::from_le_bytes(word)))
+    }
+
     /// Wraps a raw word loaded from memory.
     #[must_use]
     pub const fn from_raw(raw: u64) -> Self {
@@ -186,13 +195,46 @@ pub struct RecordHeader {
 }
 
 const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_BYTES);
-const CRC_OFFSET: usize = offset_of!(RecordHeader, crc);
-const _: () = assert!(CRC_OFFSET == RECORD_HEADER_BYTES - 4);
-const _: () = assert!(offset_of!(RecordHeader, commit) == 0);
+const CRC_OFFSET: usize = RecordHeader::CRC_OFFSET;
+const _: () = {
+    assert!(offset_of!(RecordHeader, commit) == RecordHeader::COMMIT_OFFSET);
+    assert!(offset_of!(RecordHeader, key_len) == RecordHeader::KEY_LEN_OFFSET);
+    assert!(offset_of!(RecordHeader, value_len) == RecordHeader::VALUE_LEN_OFFSET);
+    assert!(offset_of!(RecordHeader, version) == RecordHeader::VERSION_OFFSET);
+    assert!(offset_of!(RecordHeader, position) == RecordHeader::POSITION_OFFSET);
+    assert!(offset_of!(RecordHeader, salt) == RecordHeader::SALT_OFFSET);
+    assert!(offset_of!(RecordHeader, crc) == RecordHeader::CRC_OFFSET);
+    assert!(RecordHeader::CRC_OFFSET == RECORD_HEADER_BYTES - size_of::<u32>());
+    assert!(RecordHeader::KEY_LEN_OFFSET == RecordHeader::COMMIT_BYTES);
+};
 
 impl RecordHeader {
     /// The size of the commit word, which starts the header and is written last.
     pub const COMMIT_BYTES: usize = size_of::<u64>();
+    /// Byte offset of the commit word in the header (and in the record).
+    pub const COMMIT_OFFSET: usize = 0;
+    /// Byte offset of `key_len`: the header body, written before the commit word, starts here.
+    pub const KEY_LEN_OFFSET: usize = 8;
+    /// Byte offset of `value_len`.
+    pub const VALUE_LEN_OFFSET: usize = 12;
+    /// Byte offset of `version`.
+    pub const VERSION_OFFSET: usize = 16;
+    /// Byte offset of `position`.
+    pub const POSITION_OFFSET: usize = 24;
+    /// Byte offset of `salt`.
+    pub const SALT_OFFSET: usize = 32;
+    /// Byte offset of `crc`, which covers every header byte before it.
+    pub const CRC_OFFSET: usize = 36;
+
+    /// The header's fields as stored at the start of `bytes`, nothing checked (`None` if fewer
+    /// than [`RECORD_HEADER_BYTES`] bytes): for reading a field, such as the salt, of bytes that
+    /// may not be a record. Use [`decode_record`] to validate. Never panics.
+    #[must_use]
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        bytes
+            .get(..RECORD_HEADER_BYTES)
+            .map(bytemuck::pod_read_unaligned)
+    }
 
     /// An unsealed header (checksum zero) for a record of `kind` with the given lengths.
     ///

@@ -13,7 +13,7 @@
 //! ```
 
 use core::fmt;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
 use bytemuck::{Pod, Zeroable};
 
@@ -34,8 +34,18 @@ pub struct SegmentHeader {
 }
 
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_BYTES);
-const CRC_OFFSET: usize = SEGMENT_HEADER_BYTES - size_of::<u32>();
-const _: () = assert!(core::mem::offset_of!(SegmentHeader, header_crc) == CRC_OFFSET);
+const CRC_OFFSET: usize = SegmentHeader::HEADER_CRC_OFFSET;
+const _: () = {
+    assert!(offset_of!(SegmentHeader, magic) == SegmentHeader::MAGIC_OFFSET);
+    assert!(offset_of!(SegmentHeader, format_version) == SegmentHeader::FORMAT_VERSION_OFFSET);
+    assert!(offset_of!(SegmentHeader, header_bytes) == SegmentHeader::HEADER_BYTES_OFFSET);
+    assert!(offset_of!(SegmentHeader, segment_id) == SegmentHeader::SEGMENT_ID_OFFSET);
+    assert!(offset_of!(SegmentHeader, segment_bytes) == SegmentHeader::SEGMENT_BYTES_OFFSET);
+    assert!(offset_of!(SegmentHeader, salt) == SegmentHeader::SALT_OFFSET);
+    assert!(offset_of!(SegmentHeader, reserved) == SegmentHeader::RESERVED_OFFSET);
+    assert!(offset_of!(SegmentHeader, header_crc) == SegmentHeader::HEADER_CRC_OFFSET);
+    assert!(SegmentHeader::HEADER_CRC_OFFSET == SEGMENT_HEADER_BYTES - size_of::<u32>());
+};
 
 /// Why a segment header was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +105,23 @@ impl fmt::Display for SegmentHeaderError {
 impl std::error::Error for SegmentHeaderError {}
 
 impl SegmentHeader {
+    /// Byte offset of `magic` in the header.
+    pub const MAGIC_OFFSET: usize = 0;
+    /// Byte offset of `format_version`.
+    pub const FORMAT_VERSION_OFFSET: usize = 8;
+    /// Byte offset of `header_bytes`.
+    pub const HEADER_BYTES_OFFSET: usize = 12;
+    /// Byte offset of `segment_id` (where a header naming the wrong segment is wrong).
+    pub const SEGMENT_ID_OFFSET: usize = 16;
+    /// Byte offset of `segment_bytes` (where a header of the wrong size is wrong).
+    pub const SEGMENT_BYTES_OFFSET: usize = 24;
+    /// Byte offset of `salt`.
+    pub const SALT_OFFSET: usize = 32;
+    /// Byte offset of the reserved (zero) bytes.
+    pub const RESERVED_OFFSET: usize = 36;
+    /// Byte offset of `header_crc`, the CRC32C of every byte before it.
+    pub const HEADER_CRC_OFFSET: usize = 60;
+
     /// A sealed header for segment `segment_id` of `segment_bytes` bytes with `salt`.
     ///
     /// # Panics
@@ -161,7 +188,7 @@ impl SegmentHeader {
             // The value reported is the offset of the first non-zero reserved byte.
             return Err(SegmentHeaderError::BadField {
                 field: "reserved",
-                value: 36 + at as u64,
+                value: (Self::RESERVED_OFFSET + at) as u64,
             });
         }
         Ok(header)
