@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Name of the lock file in a log directory.
-pub(crate) const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = seglog_format::LOCK_FILE_NAME;
 
 /// The exclusive lock on a log directory, held for as long as the log is open.
 #[derive(Debug)]

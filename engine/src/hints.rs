@@ -4,27 +4,14 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use seglog_format::{HintEntry, HintWriter, RecordKind};
+use seglog_format::{HintEntry, HintWriter, LogFile, RecordKind};
 
 use crate::error::{Error, Result};
 use crate::log::{AppendLog, read_record};
 use crate::segment::FIRST_RECORD_OFFSET;
 
-/// File name of the hint of segment `id`.
-pub(crate) fn hint_file_name(id: u64) -> String {
-    format!("{id:016x}.hint")
-}
-
-/// Parses a hint file name (or its temporary name) back into its segment id.
-pub(crate) fn parse_hint_file_name(name: &str) -> Option<u64> {
-    let hex = name
-        .strip_suffix(".hint")
-        .or_else(|| name.strip_suffix(".hint.tmp"))?;
-    crate::segment::parse_segment_file_name(&format!("{hex}.seg"))
-}
-
 pub(crate) fn hint_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(hint_file_name(id))
+    dir.join(LogFile::Hint(id).name())
 }
 
 /// What `write_hint` did.
@@ -112,7 +99,7 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     segment.flush_range(0, segment.len())?;
     drop(guard);
     let bytes = writer.finish(segment_crc, filler_bytes);
-    let tmp = dir.join(format!("{}.tmp", hint_file_name(id)));
+    let tmp = dir.join(LogFile::HintTmp(id).name());
     write_synced(&tmp, &bytes)?;
     // Rename makes the hint appear whole or not at all. The directory is not fsynced: a hint
     // lost in a power failure is only a slower open.

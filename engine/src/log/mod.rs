@@ -62,11 +62,7 @@ const _: () = assert!(
     "index addresses cover the directory's ring exactly"
 );
 
-/// The largest segment id a log of `segment_bytes` segments uses: positions of every byte of
-/// it and of the segment after it fit in a u64 (a log reaching it has appended 2^63 bytes).
-pub(crate) const fn max_segment_id(segment_bytes: u64) -> u64 {
-    (u64::MAX >> segment_bytes.trailing_zeros()) >> 1
-}
+pub(crate) use seglog_format::max_segment_id;
 
 /// Where a log keeps its segments.
 pub(crate) enum Storage {

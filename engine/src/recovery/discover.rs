@@ -5,17 +5,17 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use seglog_format::{
-    CommitWord, RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
+    CommitWord, LogFile, RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
 };
 
 use super::RecoveryReport;
-use super::replay::decode_at;
+
 use super::report::Damage;
 use crate::error::{Error, Result};
-use crate::files::{LOCK_FILE, read_prefix};
+use crate::files::read_prefix;
 use crate::log::AppendLog;
 use crate::options::Options;
-use crate::segment::{FIRST_RECORD_OFFSET, parse_segment_file_name};
+use crate::segment::FIRST_RECORD_OFFSET;
 
 /// Segment files (id, path) in id order, and the ids that have a hint file; removes leftovers
 /// (retired files kept for reuse, temporary hints) and lists foreign files in `report`.
@@ -31,27 +31,17 @@ pub(super) fn files(dir: &Path, report: &mut RecoveryReport) -> Result<Found> {
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == LOCK_FILE {
-            continue;
-        }
-        if name.ends_with(".seg.free") {
-            // A retired segment file kept for reuse: holds nothing of the log.
-            let _ = fs::remove_file(&path);
-            continue;
-        }
-        if let Some(id) = crate::hints::parse_hint_file_name(&name) {
-            // Hints are checked when their segment is opened; a leftover temporary is removed.
-            if name.ends_with(".tmp") {
+        match LogFile::parse_os(&entry.file_name()) {
+            Some(LogFile::Lock) => {}
+            // A retired segment file kept for reuse, or a hint a crash left half-written: they
+            // hold nothing of the log.
+            Some(LogFile::FreeSegment(_) | LogFile::HintTmp(_)) => {
                 let _ = fs::remove_file(&path);
-            } else {
-                hints.push(id);
             }
-            continue;
-        }
-        match parse_segment_file_name(&name) {
-            Some(id) if path.is_file() => found.push((id, path)),
+            // Checked when their segment is opened.
+            Some(LogFile::Hint(id)) => hints.push(id),
+            Some(LogFile::Segment(id)) if path.is_file() => found.push((id, path)),
+            // Set aside by an earlier open, and anything else: not ours to touch.
             _ => report.foreign_files.push(path),
         }
     }
@@ -79,7 +69,7 @@ pub(super) fn headers(
                     Some(s) if s != size => {
                         return Err(Error::Corrupt {
                             path,
-                            offset: 24,
+                            offset: SegmentHeader::SEGMENT_BYTES_OFFSET as u64,
                             reason: format!(
                                 "segment size {size} differs from the log's {s}; \
                                  the file does not belong to this log"
@@ -119,7 +109,7 @@ pub(super) fn headers(
             Ok(header) => {
                 return Err(Error::Corrupt {
                     path,
-                    offset: 16,
+                    offset: SegmentHeader::SEGMENT_ID_OFFSET as u64,
                     reason: format!(
                         "header names segment {} but the file name names {id}",
                         header.segment_id()
@@ -159,7 +149,7 @@ pub(super) fn headers(
                         report.removed_partial_segments.push(path);
                     }
                     None => {
-                        let aside = path.with_extension("seg.corrupt");
+                        let aside = path.with_file_name(LogFile::CorruptSegment(id).name());
                         fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
                         report.corrupt.push(Damage {
                             path: aside.clone(),
@@ -190,7 +180,7 @@ pub(super) fn check_ids(
         if header.segment_id() > max_id {
             return Err(Error::Corrupt {
                 path: path.clone(),
-                offset: 16,
+                offset: SegmentHeader::SEGMENT_ID_OFFSET as u64,
                 reason: format!(
                     "segment id {:#x} is beyond {max_id:#x}, the largest a log of {segment_bytes}-byte \
                      segments can address",
@@ -204,7 +194,7 @@ pub(super) fn check_ids(
     {
         return Err(Error::Corrupt {
             path: path.clone(),
-            offset: 16,
+            offset: SegmentHeader::SEGMENT_ID_OFFSET as u64,
             reason: format!(
                 "segment ids {} to {} span more than the {} a log of these segments holds at once; \
                  the directory was not written by seglog (or by one with a larger max_segments)",
@@ -290,8 +280,7 @@ fn count_records(path: &Path, segment_bytes: u64) -> u64 {
     };
     let mut offset = FIRST_RECORD_OFFSET;
     let mut count = 0;
-    while let Some(word) = bytes.get(offset..offset + 8) {
-        let commit = CommitWord::from_raw(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    while let Some(commit) = bytes.get(offset..).and_then(CommitWord::read) {
         let Ok((kind, len)) = commit.decode() else {
             break;
         };
@@ -341,12 +330,7 @@ fn read_header(path: &Path) -> std::result::Result<SegmentHeader, String> {
 /// Whether nothing but zeros follows the header area of a segment file (it never held a
 /// record).
 fn no_records_after_header(path: &Path, segment_bytes: u64) -> bool {
-    match read_prefix(path, segment_bytes) {
-        Ok(bytes) => bytes
-            .get(SEGMENT_HEADER_BYTES..)
-            .is_none_or(|rest| rest.iter().all(|&b| b == 0)),
-        Err(_) => false,
-    }
+    read_prefix(path, segment_bytes).is_ok_and(|bytes| seglog_format::is_blank_after_header(&bytes))
 }
 
 /// Rebuilds the header of segment `id` whose header is damaged, from the first record in it
@@ -363,21 +347,12 @@ fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHea
     if len != segment_bytes || !seglog_format::valid_segment_bytes(segment_bytes) {
         return None;
     }
-    let mut bytes = read_prefix(path, segment_bytes).ok()?;
-    let shift = segment_bytes.trailing_zeros();
-    let mut offset = SEGMENT_HEADER_BYTES;
-    while offset + RECORD_HEADER_BYTES <= bytes.len() {
-        let salt = u32::from_le_bytes(bytes[offset + 32..offset + 36].try_into().ok()?);
-        let position = (id << shift) | offset as u64;
-        if decode_at(&bytes[offset..], position, salt).is_ok() {
-            let header = SegmentHeader::new(id, segment_bytes, salt);
-            bytes[..SEGMENT_HEADER_BYTES].copy_from_slice(header.as_bytes());
-            let file = OpenOptions::new().write(true).open(path).ok()?;
-            use std::os::unix::fs::FileExt;
-            file.write_all_at(header.as_bytes(), 0).ok()?;
-            return Some(header);
-        }
-        offset += 8;
-    }
-    None
+    let bytes = read_prefix(path, segment_bytes).ok()?;
+    let base = seglog_format::join_position(id, 0, segment_bytes);
+    let (_, salt) = seglog_format::salvage_salt(&bytes, base)?;
+    let header = SegmentHeader::new(id, segment_bytes, salt);
+    let file = OpenOptions::new().write(true).open(path).ok()?;
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(header.as_bytes(), 0).ok()?;
+    Some(header)
 }

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use seglog_format::{
-    CommitWord, RECORD_HEADER_BYTES, RecordError, RecordHeader, RecordKind, SegmentHeader, Verify,
-    decode_record,
+    CommitWord, RECORD_HEADER_BYTES, RecordError, RecordHeader, RecordKind, SegmentHeader,
+    SegmentItem,
 };
 
 use super::RecoveryReport;
@@ -171,17 +171,22 @@ fn recover_segment(
         unsafe { segment.slice(from, len - from) }
     };
     let path = segment.path().map(Path::to_path_buf).unwrap_or_default();
+    let base = log.position(segment.id(), 0);
     let mut offset = FIRST_RECORD_OFFSET;
     let mut end_of_valid = FIRST_RECORD_OFFSET;
-    while offset < len {
-        let bytes = bytes_of(offset);
-        let position = log.position(segment.id(), offset as u64);
-        match decode_at(bytes, position, segment.salt()) {
-            Ok(view) => {
+    // The walk is the one `seglog verify` uses (`seglog_format::SegmentWalk`): records, holes
+    // (a zero commit word: a writer reserved and died before publishing, a normal crash
+    // artifact), damage (a non-zero commit word that fails validation), and what trails the
+    // last valid record. Each item is acted on before the next is read.
+    while let Some(item) = seglog_format::next_item(bytes_of(0), base, segment.salt(), offset) {
+        offset = item.end();
+        match item {
+            SegmentItem::Record { offset: at, view } => {
                 match view.kind {
                     RecordKind::Put | RecordKind::Tombstone => {
                         report.records += 1;
                         log.note_recovered(view.record_bytes);
+                        let position = base + at as u64;
                         on_record(log, &RecordRef::from_view(position, &view));
                     }
                     // Counted like the live log counts them, so retiring the segment later
@@ -189,139 +194,80 @@ fn recover_segment(
                     RecordKind::Aborted => log.note_recovered_filler(view.record_bytes.into()),
                     RecordKind::Padding => {}
                 }
-                offset += view.record_bytes as usize;
                 end_of_valid = offset;
             }
-            Err(first_error) => {
-                // A record is at least a header long, so the next one starts that far on at least:
-                // searching closer could leave a gap too short to seal.
-                let next = find_next_record(log, segment, offset + RECORD_HEADER_BYTES);
-                let gap_end = next.unwrap_or(len);
-                let zeros = bytes_of(offset)[..gap_end - offset].iter().all(|&b| b == 0);
-                // A zero commit word is a writer that reserved space and died before publishing
-                // (its key and value may be partly there): a hole, a normal crash artifact. A
-                // non-zero commit word that fails validation is a torn or corrupt record.
-                let hole = first_error == RecordError::Unwritten;
-                match next {
-                    Some(next) => {
-                        if hole {
-                            report.holes += 1;
-                        } else {
-                            damage(
-                                strict,
-                                report,
-                                &path,
-                                offset,
-                                (next - offset) as u64,
-                                &first_error,
-                            )?;
+            SegmentItem::Hole { offset: at, bytes } => {
+                report.holes += 1;
+                seal_aborted(log, segment, base, at, bytes);
+            }
+            SegmentItem::Damaged {
+                offset: at,
+                bytes,
+                error,
+            } => {
+                damage(strict, report, &path, at, bytes as u64, &error)?;
+                seal_aborted(log, segment, base, at, bytes);
+            }
+            SegmentItem::Trailing {
+                offset: at,
+                bytes,
+                error,
+                all_zero,
+            } => {
+                let hole = error == RecordError::Unwritten;
+                if is_last {
+                    if !all_zero {
+                        if !hole && strict {
+                            return Err(Error::Corrupt {
+                                path,
+                                offset: at as u64,
+                                reason: error.to_string(),
+                            });
                         }
-                        if seal(
-                            segment,
-                            offset,
-                            next - offset,
-                            position,
-                            RecordKind::Aborted,
-                        ) {
-                            log.note_recovered_filler((next - offset) as u64);
+                        if !hole {
+                            // A published record that fails validation with nothing valid
+                            // after it: a write torn by a power loss, or damage. Zeroed either
+                            // way (writing resumes here), and reported.
+                            report.corrupt.push(Damage {
+                                path: path.clone(),
+                                offset: at as u64,
+                                bytes: bytes as u64,
+                                reason: format!(
+                                    "{error}; at the tail, after the last valid record: zeroed \
+                                     as a torn write"
+                                ),
+                            });
                         }
-                        offset = next;
+                        // Unpublished or torn bytes after the last record: new writes resume
+                        // here and expect zeros.
+                        report.bytes_truncated += bytes as u64;
+                        // SAFETY: exclusive access during recovery (see above).
+                        unsafe { segment.write(at, &vec![0u8; bytes]) };
                     }
-                    None if is_last => {
-                        if !zeros {
-                            if !hole && strict {
-                                return Err(Error::Corrupt {
-                                    path,
-                                    offset: offset as u64,
-                                    reason: first_error.to_string(),
-                                });
-                            }
-                            if !hole {
-                                // A published record that fails validation with nothing valid
-                                // after it: a write torn by a power loss, or damage. Zeroed
-                                // either way (writing resumes here), and reported.
-                                report.corrupt.push(Damage {
-                                    path: path.clone(),
-                                    offset: offset as u64,
-                                    bytes: (len - offset) as u64,
-                                    reason: format!(
-                                        "{first_error}; at the tail, after the last valid record: \
-                                         zeroed as a torn write"
-                                    ),
-                                });
-                            }
-                            // Unpublished or torn bytes after the last record: new writes
-                            // resume here and expect zeros.
-                            report.bytes_truncated += (len - offset) as u64;
-                            // SAFETY: exclusive access during recovery (see above).
-                            unsafe { segment.write(offset, &vec![0u8; len - offset]) };
-                        }
-                        return Ok(end_of_valid as u64);
-                    }
-                    None => {
-                        if hole {
-                            if !zeros {
-                                report.holes += 1;
-                            }
-                        } else {
-                            damage(
-                                strict,
-                                report,
-                                &path,
-                                offset,
-                                (len - offset) as u64,
-                                &first_error,
-                            )?;
-                        }
-                        seal(segment, offset, len - offset, position, RecordKind::Padding);
-                        return Ok(len as u64);
-                    }
+                    return Ok(end_of_valid as u64);
                 }
+                if hole {
+                    if !all_zero {
+                        report.holes += 1;
+                    }
+                } else {
+                    damage(strict, report, &path, at, bytes as u64, &error)?;
+                }
+                seal(segment, at, bytes, base + at as u64, RecordKind::Padding);
+                return Ok(len as u64);
             }
         }
     }
     Ok(end_of_valid as u64)
 }
 
-pub(super) fn decode_at(
-    bytes: &[u8],
-    position: u64,
-    salt: u32,
-) -> std::result::Result<seglog_format::RecordView<'_>, RecordError> {
-    let Some(word) = bytes.get(..8) else {
-        return Err(RecordError::Truncated {
-            needed: 8,
-            available: bytes.len() as u64,
-        });
-    };
-    let commit = CommitWord::from_raw(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-    let view = decode_record(commit, bytes, position, salt, Verify::Checksum)?;
-    // A version is the position where its record was first written, and copies only move
-    // forward: a version ahead of its position was never written by seglog (and would win every
-    // comparison forever, so puts or removes of its key would retry without end).
-    if view.kind.checksums_payload() && view.header.version() > position {
-        return Err(RecordError::VersionAhead {
-            version: view.header.version(),
-            position,
-        });
+/// Seals a hole or damaged range of `bytes` at `offset` with an aborted record, counted like the
+/// aborted records the live log writes.
+fn seal_aborted(log: &AppendLog, segment: &Segment, base: u64, offset: usize, bytes: usize) {
+    let position = base + offset as u64;
+    if seal(segment, offset, bytes, position, RecordKind::Aborted) {
+        log.note_recovered_filler(bytes as u64);
     }
-    Ok(view)
-}
-
-/// The offset of the next valid record at or after `from`, searching 8 bytes at a time.
-fn find_next_record(log: &AppendLog, segment: &Segment, from: usize) -> Option<usize> {
-    let len = segment.len();
-    let mut offset = from;
-    while offset + 8 <= len {
-        // SAFETY: exclusive access during recovery (see `recover_segment`).
-        let bytes = unsafe { segment.slice(offset, len - offset) };
-        let position = log.position(segment.id(), offset as u64);
-        if decode_at(bytes, position, segment.salt()).is_ok() {
-            return Some(offset);
-        }
-        offset += 8;
-    }
-    None
 }
 
 fn damage(

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapOptions;
 use seglog_format::SegmentHeader;
 
-use super::{Backing, RecyclePool, Segment, segment_file_name};
+use seglog_format::LogFile;
+
+use super::{Backing, RecyclePool, Segment};
 use crate::error::{Error, Result};
 
 impl Segment {
@@ -23,7 +25,7 @@ impl Segment {
         prefault: bool,
         pool: &RecyclePool,
     ) -> Result<Self> {
-        let path = dir.join(segment_file_name(id));
+        let path = dir.join(LogFile::Segment(id).name());
         if let Some(free) = pool.take() {
             match Self::reuse_file(&free, &path, id, segment_bytes, salt, prefault) {
                 Ok(segment) => return Ok(segment),
@@ -173,8 +175,8 @@ impl Segment {
         // after this removal sees the flag and removes the file itself (`hints::write_hint`).
         self.retired
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = std::fs::remove_file(path.with_extension("hint"));
-        let aside = path.with_extension("seg.free");
+        let _ = std::fs::remove_file(path.with_file_name(LogFile::Hint(self.id).name()));
+        let aside = path.with_file_name(LogFile::FreeSegment(self.id).name());
         let recycled = pool.reserve()
             && match std::fs::rename(path, &aside) {
                 Ok(()) => true,

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
-use seglog_format::{SEGMENT_HEADER_BYTES, SegmentHeader};
+use seglog_format::{LogFile, SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use crate::error::{Error, Result};
 
@@ -27,24 +27,6 @@ mod recycle;
 pub(crate) use self::file::map_allocation_error;
 pub(crate) use self::recycle::RecyclePool;
 use crate::sync::{AtomicU64, Ordering};
-
-/// File name of segment `id`: 16 lowercase hex digits and `.seg`.
-pub(crate) fn segment_file_name(id: u64) -> String {
-    format!("{id:016x}.seg")
-}
-
-/// Parses a segment file name back into its id.
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
-    if hex.len() != 16
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
 
 enum Backing {
     File {
@@ -327,7 +309,7 @@ impl Drop for Segment {
             // after this. Failure leaves a file that recovery will read as a segment of
             // superseded records, which is harmless.
             let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(path.with_extension("hint"));
+            let _ = std::fs::remove_file(path.with_file_name(LogFile::Hint(self.id).name()));
         }
     }
 }
@@ -344,17 +326,3 @@ impl std::fmt::Debug for Segment {
 
 /// The segment header size as a `usize` offset.
 pub(crate) const FIRST_RECORD_OFFSET: usize = SEGMENT_HEADER_BYTES;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_round_trip() {
-        assert_eq!(segment_file_name(0x2a), "000000000000002a.seg");
-        assert_eq!(parse_segment_file_name("000000000000002a.seg"), Some(0x2a));
-        assert_eq!(parse_segment_file_name("000000000000002A.seg"), None);
-        assert_eq!(parse_segment_file_name("2a.seg"), None);
-        assert_eq!(parse_segment_file_name("000000000000002a.tmp"), None);
-    }
-}
