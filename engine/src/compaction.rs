@@ -31,9 +31,6 @@
 //!
 //! Follows the log-cleaning of LFS and the copy-then-CAS relocation of FASTER's compaction.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
 use seglog_format::RecordKind;
 
 use crate::error::Result;
@@ -41,6 +38,7 @@ use crate::index::Index;
 use crate::log::{AppendLog, Appended, RecordRef, read_record};
 use crate::segment::FIRST_RECORD_OFFSET;
 use crate::sync::epoch::{self, Guard};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// What compaction has done since the log was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -213,13 +211,7 @@ impl Compactor {
     fn victims(&self, log: &AppendLog) -> Vec<u64> {
         let guard = epoch::pin();
         let (tail_segment, _) = log.split(log.tail_position());
-        let retiring: Vec<u64> = self
-            .retiring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|r| r.id)
-            .collect();
+        let retiring: Vec<u64> = self.retiring.lock().iter().map(|r| r.id).collect();
         let room = (log.segment_bytes() - FIRST_RECORD_OFFSET as u64) as f64;
         let mut victims: Vec<(f64, u64)> = (log.first_segment()..tail_segment)
             .filter(|id| !retiring.contains(id))
@@ -284,10 +276,7 @@ impl Compactor {
         // through an old address, a borrowed value or a scan) has unpinned.
         // Release: pairs with the Acquire load in `finish_retirements`.
         guard.defer(move || flag.store(true, Ordering::Release));
-        self.retiring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Retiring { id, safe });
+        self.retiring.lock().push(Retiring { id, safe });
         // Relaxed: a hint for `has_retiring`.
         self.retiring_count.fetch_add(1, Ordering::Relaxed);
         Ok(true)
@@ -297,7 +286,7 @@ impl Compactor {
     /// power loss cannot take both the copies (unsynced) and the originals (deleted).
     pub(crate) fn finish_retirements(&self, log: &AppendLog) -> Result<u64> {
         let ready: Vec<u64> = {
-            let mut retiring = self.retiring.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut retiring = self.retiring.lock();
             // Acquire: pairs with the Release store in the deferred function.
             let (ready, waiting): (Vec<_>, Vec<_>) = retiring
                 .drain(..)

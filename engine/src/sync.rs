@@ -8,8 +8,8 @@
 #[cfg(not(seglog_loom))]
 #[allow(unused_imports, dead_code)] // the door lists every primitive; not all are used everywhere
 mod imp {
-    pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::{Arc, Mutex as RawMutex, MutexGuard};
 
     /// Tells the scheduler this thread is waiting on another one.
     pub(crate) fn yield_now() {
@@ -43,8 +43,8 @@ mod imp {
 #[allow(unused_imports, dead_code)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::{Arc, Mutex as RawMutex, MutexGuard};
 
     /// Tells loom this thread is waiting on another one, so the model explores its progress.
     pub(crate) fn yield_now() {
@@ -54,6 +54,29 @@ mod imp {
 
 #[allow(unused_imports)]
 pub(crate) use imp::*;
+
+/// A mutex for the engine's slow paths (group commit, the retirement list, the recycle pool,
+/// hint writers; never taken by appends or reads). A panic while holding it leaves nothing half
+/// done that the next holder could trip on, so poisoning is ignored.
+pub(crate) struct Mutex<T>(RawMutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(RawMutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T> std::fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mutex { .. }")
+    }
+}
 
 /// crossbeam-epoch, which switches itself to loom under `--cfg crossbeam_loom`.
 pub(crate) use crossbeam_epoch as epoch;

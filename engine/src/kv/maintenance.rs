@@ -1,11 +1,11 @@
 //! The background thread of a file-backed log: interval syncs, compaction, hint files.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
 use crate::hints::{HintOutcome, write_hint};
 use crate::options::SyncPolicy;
+use crate::sync::{Arc, AtomicBool, Ordering};
 
 use super::Inner;
 
@@ -16,7 +16,7 @@ const HINT_LAG_BYTES: u64 = 8 << 20;
 /// The background thread of a file-backed log: writes hint files for sealed segments and, with
 /// [`SyncPolicy::IntervalMs`], syncs on that interval. It never touches the write path.
 pub(super) struct Maintenance {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -26,7 +26,7 @@ impl Maintenance {
         first_segment: u64,
         policy: SyncPolicy,
     ) -> Result<Self> {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let (inner, thread_stop) = (Arc::clone(inner), Arc::clone(&stop));
         let period = match policy {
             SyncPolicy::IntervalMs(ms) => Duration::from_millis(ms),
@@ -37,8 +37,7 @@ impl Maintenance {
             .spawn(move || {
                 let mut next_hint = first_segment;
                 let body = std::panic::AssertUnwindSafe(|| {
-                    // std atomics: this flag is process plumbing, not part of any modeled protocol.
-                    while !thread_stop.load(std::sync::atomic::Ordering::Acquire) {
+                    while !thread_stop.load(Ordering::Acquire) {
                         std::thread::park_timeout(period);
                         if let SyncPolicy::IntervalMs(_) = policy
                             && let Err(e) = inner.log.sync()
@@ -80,7 +79,7 @@ impl Maintenance {
 
     pub(super) fn stop(self) {
         // Release: pairs with the Acquire load in the thread's loop.
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.stop.store(true, Ordering::Release);
         self.thread.thread().unpark();
         let _ = self.thread.join();
     }

@@ -30,13 +30,12 @@ use crate::index::{Index, IndexOptions};
 use crate::log::{AppendLog, RecordRef};
 use crate::options::{Options, SyncPolicy};
 use crate::recovery::{RecoveryReport, open_dir};
-use std::sync::{Arc, Mutex};
 
 use crate::compaction::{CompactionStats, Compactor};
 use crate::hints::write_hint;
-use crate::sync::AtomicU64;
 use crate::sync::Ordering;
 use crate::sync::epoch::{self, Guard};
+use crate::sync::{Arc, AtomicU64, Mutex};
 
 pub(crate) use self::install::Published;
 use self::install::{current, install};
@@ -273,12 +272,7 @@ impl Log {
             padding_bytes: append.padding_bytes,
             aborted: append.aborted,
             compaction: self.inner.compactor.stats(),
-            background_error: self
-                .inner
-                .background_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+            background_error: self.inner.background_error.lock().clone(),
         }
     }
 
@@ -423,19 +417,13 @@ impl Inner {
     }
 
     fn note_background_panic(&self, what: &str) {
-        *self
-            .background_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
+        *self.background_error.lock() = Some(format!(
             "the maintenance thread panicked and stopped: {what}"
         ));
     }
 
     fn note_background_error(&self, error: &crate::Error) {
-        *self
-            .background_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error.to_string());
+        *self.background_error.lock() = Some(error.to_string());
     }
 }
 

@@ -12,8 +12,8 @@ use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
 
 impl AppendLog {
-    pub(crate) fn set_lock(&self, lock: crate::files::DirLock) {
-        let _ = self.lock.set(lock);
+    pub(crate) fn set_lock(&mut self, lock: crate::files::DirLock) {
+        self.lock = Some(lock);
     }
 
     /// Installs a segment found on disk by recovery.
@@ -100,10 +100,8 @@ impl AppendLog {
     }
 
     /// Held while a hint file is written (see `hints::write_hint`).
-    pub(crate) fn lock_hints(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.hint_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn lock_hints(&self) -> crate::sync::MutexGuard<'_, ()> {
+        self.hint_lock.lock()
     }
 
     /// Marks this log as indexed by a [`crate::Log`] (see [`AppendLog::retire_segment`]).

@@ -15,10 +15,7 @@ impl AppendLog {
     /// that finds its records already flushed by another returns without flushing again.
     pub fn sync(&self) -> Result<()> {
         let target = self.tail_position();
-        let _flushing = self
-            .sync_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _flushing = self.sync_lock.lock();
         // Relaxed: `synced` is only written under `sync_lock`, which orders it.
         let start = self.synced.load(Ordering::Relaxed);
         if start >= target {

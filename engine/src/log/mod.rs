@@ -124,21 +124,21 @@ pub struct AppendLog {
     first_segment: AtomicU64,
     counters: Counters,
     /// The directory lock, for file-backed logs; released when the log drops.
-    lock: std::sync::OnceLock<crate::files::DirLock>,
+    lock: Option<crate::files::DirLock>,
     /// Everything below this position is published and flushed.
     synced: AtomicU64,
     /// Segments created since the directory was last fsynced.
     unsynced_segments: AtomicU64,
     /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
     /// commit). Never taken by appends or reads.
-    sync_lock: std::sync::Mutex<()>,
+    sync_lock: crate::sync::Mutex<()>,
     /// Retired segment files kept for reuse.
-    recycle: std::sync::Arc<crate::segment::RecyclePool>,
+    recycle: crate::sync::Arc<crate::segment::RecyclePool>,
     /// Whether a [`crate::Log`]'s index points into this log's segments.
     indexed: bool,
     /// Serializes hint writers (the background thread and `Log::write_hints`), which share a
     /// temporary file name per segment. Never taken by appends or reads.
-    hint_lock: std::sync::Mutex<()>,
+    hint_lock: crate::sync::Mutex<()>,
     /// Loom only: cloned into every segment this log creates, so the models can count live
     /// segments and loom's leak check reports one that is never dropped.
     #[cfg(seglog_loom)]
@@ -174,13 +174,13 @@ impl AppendLog {
             claimed: AtomicU64::new(0),
             first_segment: AtomicU64::new(0),
             counters: Counters::default(),
-            lock: std::sync::OnceLock::new(),
+            lock: None,
             synced: AtomicU64::new(0),
             unsynced_segments: AtomicU64::new(0),
-            sync_lock: std::sync::Mutex::new(()),
-            recycle: std::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
+            sync_lock: crate::sync::Mutex::new(()),
+            recycle: crate::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
             indexed: false,
-            hint_lock: std::sync::Mutex::new(()),
+            hint_lock: crate::sync::Mutex::new(()),
             #[cfg(seglog_loom)]
             segment_token: crate::sync::Arc::new(()),
         }
@@ -281,7 +281,7 @@ impl AppendLog {
     }
 
     /// Retired segment files kept for reuse.
-    pub(crate) fn recycle_pool(&self) -> &std::sync::Arc<crate::segment::RecyclePool> {
+    pub(crate) fn recycle_pool(&self) -> &crate::sync::Arc<crate::segment::RecyclePool> {
         &self.recycle
     }
 

@@ -54,7 +54,7 @@ pub(crate) fn open_dir(
     discover::check_ids(&headers, segment_bytes, options)?;
     let (headers, tail_index) = discover::settle_tail(headers, &mut report)?;
 
-    let log = AppendLog::with_storage(
+    let mut log = AppendLog::with_storage(
         Storage::Dir {
             path: dir.to_path_buf(),
             prefault: options.prefault,

@@ -12,6 +12,7 @@ use seglog_format::LogFile;
 
 use super::{Backing, RecyclePool, Segment};
 use crate::error::{Error, Result};
+use crate::sync::{Arc, Ordering};
 
 impl Segment {
     /// Creates the file for segment `id` in `dir` at full size (blocks allocated, so later
@@ -64,15 +65,14 @@ impl Segment {
     /// Marks a segment that was never installed for deletion: its file goes when it drops.
     pub(crate) fn discard(&self) {
         // std atomic, Relaxed: read only by `drop`, which has exclusive access.
-        self.delete_on_drop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.delete_on_drop.store(true, Ordering::Relaxed);
     }
 
     /// Whether compaction has retired the segment's file (see [`Segment::retire_file`]).
     pub(crate) fn is_retired(&self) -> bool {
         // SeqCst: with the store in `retire_file`, one of a hint writer and the retirement sees
         // the other (see `hints::write_hint`).
-        self.retired.load(std::sync::atomic::Ordering::SeqCst)
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// Turns a retired segment's file into segment `id`: zeroes it, writes the new header, and
@@ -167,14 +167,13 @@ impl Segment {
 
     /// Retires the segment's file: renames it aside for reuse if `pool` has room (it joins the
     /// pool once the segment is unmapped), otherwise deletes it. Its hint goes either way.
-    pub(crate) fn retire_file(&self, pool: &std::sync::Arc<RecyclePool>) {
+    pub(crate) fn retire_file(&self, pool: &Arc<RecyclePool>) {
         let Backing::File { path, .. } = &self.backing else {
             return;
         };
         // SeqCst: before the hint is removed, so a hint writer that renames its file into place
         // after this removal sees the flag and removes the file itself (`hints::write_hint`).
-        self.retired
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.retired.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(path.with_file_name(LogFile::Hint(self.id).name()));
         let aside = path.with_file_name(LogFile::FreeSegment(self.id).name());
         let recycled = pool.reserve()
@@ -187,17 +186,12 @@ impl Segment {
                 }
             };
         if recycled {
-            *self
-                .recycle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((aside, std::sync::Arc::clone(pool)));
+            *self.recycle.lock() = Some((aside, Arc::clone(pool)));
         } else {
             // Unlinking a mapped file is fine: the blocks go when the mapping does.
             let _ = std::fs::remove_file(path);
             // std atomic, Relaxed: read only by `drop`, which has exclusive access.
-            self.delete_on_drop
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.delete_on_drop.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -26,7 +26,7 @@ mod recycle;
 
 pub(crate) use self::file::map_allocation_error;
 pub(crate) use self::recycle::RecyclePool;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 enum Backing {
     File {
@@ -57,11 +57,11 @@ pub(crate) struct Segment {
     /// be dropped only when no segment holds anything older.
     min_version: AtomicU64,
     /// Set when compaction retires the segment: its file (and hint) are deleted when it drops.
-    delete_on_drop: std::sync::atomic::AtomicBool,
+    delete_on_drop: AtomicBool,
     /// Set when compaction retires the segment's file, before its hint is removed.
-    retired: std::sync::atomic::AtomicBool,
+    retired: AtomicBool,
     /// Where a retired segment's file waits to be reused once the segment is unmapped.
-    recycle: std::sync::Mutex<Option<(PathBuf, std::sync::Arc<RecyclePool>)>>,
+    recycle: Mutex<Option<(PathBuf, Arc<RecyclePool>)>>,
     #[cfg(seglog_loom)]
     commit_words: Box<[AtomicU64]>,
     #[cfg(seglog_loom)]
@@ -94,9 +94,9 @@ impl Segment {
             live_bytes: AtomicU64::new(0),
             pending_installs: AtomicU64::new(0),
             min_version: AtomicU64::new(u64::MAX),
-            delete_on_drop: std::sync::atomic::AtomicBool::new(false),
-            retired: std::sync::atomic::AtomicBool::new(false),
-            recycle: std::sync::Mutex::new(None),
+            delete_on_drop: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            recycle: Mutex::new(None),
             #[cfg(seglog_loom)]
             commit_words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
             #[cfg(seglog_loom)]
@@ -290,18 +290,16 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        let recycle = self
-            .recycle
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let recycle = self.recycle.lock().take();
         if let Some((aside, pool)) = recycle {
             // Nobody can read this mapping any more (we are dropping it), so the file may be
             // zeroed and reused from now on.
             pool.put(aside);
             return;
         }
-        if !*self.delete_on_drop.get_mut() {
+        // Relaxed: `drop` has exclusive access; the store was made by a thread that handed the
+        // segment to the epoch collector afterwards.
+        if !self.delete_on_drop.load(Ordering::Relaxed) {
             return;
         }
         if let Backing::File { path, .. } = &self.backing {

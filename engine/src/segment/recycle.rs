@@ -2,27 +2,27 @@
 
 use std::path::PathBuf;
 
+use crate::sync::{Mutex, MutexGuard};
+
 /// Retired segment files waiting to be reused, so a busy log does not create and delete a file
 /// per segment (inode allocation dominates segment creation on some file systems). Holds at
 /// most `limit` files, counting those reserved by segments not yet unmapped.
 #[derive(Debug)]
 pub(crate) struct RecyclePool {
-    files: std::sync::Mutex<(Vec<PathBuf>, usize)>,
+    files: Mutex<(Vec<PathBuf>, usize)>,
     limit: usize,
 }
 
 impl RecyclePool {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            files: std::sync::Mutex::new((Vec::new(), 0)),
+            files: Mutex::new((Vec::new(), 0)),
             limit,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<PathBuf>, usize)> {
-        self.files
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, (Vec<PathBuf>, usize)> {
+        self.files.lock()
     }
 
     /// Claims room for one more file; `false` if the pool is full.
