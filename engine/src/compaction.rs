@@ -36,6 +36,7 @@ use seglog_format::RecordKind;
 use crate::error::Result;
 use crate::index::Index;
 use crate::log::{AppendLog, Appended, RecordRef, read_record};
+use crate::options::CompactionPolicy;
 use crate::segment::FIRST_RECORD_OFFSET;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -54,17 +55,6 @@ pub struct CompactionStats {
     pub bytes_relocated: u64,
     /// Bytes of segment files deleted.
     pub bytes_reclaimed: u64,
-}
-
-/// When and how much to compact.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CompactionPolicy {
-    /// Segments at or below this live ratio are compacted.
-    pub(crate) live_ratio: f64,
-    /// Automatic compaction waits until at least this many bytes are dead.
-    pub(crate) min_dead_bytes: u64,
-    /// Whether writers and the background thread compact on their own.
-    pub(crate) auto: bool,
 }
 
 struct Retiring {

@@ -131,7 +131,8 @@ impl Directory {
         let Some(slot) = self.slot(segment.id(), guard, true) else {
             return Err(Box::new(segment));
         };
-        // Release: publishes the segment's header and fields to the Acquire load in `get`.
+        // Release: publishes the segment's header and fields to the Acquire load in `in_slot`.
+        // Relaxed on failure: the slot is taken and we hand the segment back, reading nothing.
         slot.compare_exchange(
             Shared::null(),
             Owned::new(segment),

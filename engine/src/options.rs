@@ -140,11 +140,8 @@ impl Options {
         self
     }
 
-    pub(crate) fn compaction_policy(
-        &self,
-        segment_bytes: u64,
-    ) -> crate::compaction::CompactionPolicy {
-        crate::compaction::CompactionPolicy {
+    pub(crate) fn compaction_policy(&self, segment_bytes: u64) -> CompactionPolicy {
+        CompactionPolicy {
             live_ratio: self.compact_live_ratio,
             min_dead_bytes: self.compact_dead_bytes.unwrap_or(4 * segment_bytes),
             auto: self.auto_compact,
@@ -187,4 +184,15 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// When and how much to compact.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompactionPolicy {
+    /// Segments at or below this live ratio are compacted.
+    pub(crate) live_ratio: f64,
+    /// Automatic compaction waits until at least this many bytes are dead.
+    pub(crate) min_dead_bytes: u64,
+    /// Whether writers and the background thread compact on their own.
+    pub(crate) auto: bool,
 }

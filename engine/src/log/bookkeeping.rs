@@ -33,6 +33,8 @@ impl AppendLog {
                         .unwrap_or_default()
                 ),
             })?;
+        // Relaxed: recovery runs on one thread before the log is shared; the log reaches other
+        // threads through the `Arc` or move that hands it out, which orders this store.
         self.claimed.fetch_max(id + 1, Ordering::Relaxed);
         Ok(())
     }
@@ -56,7 +58,12 @@ impl AppendLog {
             .fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Sets where writing resumes after recovery, and where scans start.
     pub(crate) fn set_recovered_tail(&self, segment: u64, offset: u64, first_segment: u64) {
+        // Release: pairs with the Acquire loads of the tail (`bump_tail`, `tail`) and of
+        // `first_segment` (`scan_at`, `first_segment`), like the roll-over's swap: the
+        // segments recovery installed before are visible to whoever reads these. (Recovery is
+        // single-threaded, so the handing out of the log orders them too.)
         self.tail
             .store(Tail::new(segment, offset).raw(), Ordering::Release);
         self.first_segment.store(first_segment, Ordering::Release);

@@ -114,7 +114,6 @@ impl AppendLog {
         }
     }
 
-    /// Sets where writing resumes after recovery, and where scans start.
     /// Records that everything below the tail is durable (after recovery synced the file
     /// system).
     pub(crate) fn mark_synced_to_tail(&self) {

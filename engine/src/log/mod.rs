@@ -1,7 +1,7 @@
 //! The segmented append log: reservation, publish, roll-over, reads by position, and scans.
 //!
 //! # Reservation
-//! One atomic tail word (see [`crate::tail`]) holds the segment id and the next free offset.
+//! One atomic tail word (see `tail.rs`) holds the segment id and the next free offset.
 //! A writer reserves `len` bytes with a single `fetch_add(len)` and classifies the old value:
 //! - the region fits: it is the writer's alone;
 //! - the region contains the segment's end: this writer, the only one for this segment, rolls
@@ -313,6 +313,7 @@ impl std::fmt::Debug for AppendLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendLog")
             .field("segment_bytes", &self.segment_bytes)
+            // Relaxed: a snapshot for printing, ordered with nothing.
             .field("tail", &Tail::from_raw(self.tail.load(Ordering::Relaxed)))
             .field("path", &self.storage_path())
             .finish_non_exhaustive()
