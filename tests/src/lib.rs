@@ -58,12 +58,12 @@ pub mod warm_tier;
 
 /// The file of segment `id` in log directory `dir`.
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016x}.seg"))
+    dir.join(seglog_format::LogFile::Segment(id).name())
 }
 
 /// The hint file of segment `id` in log directory `dir`.
 pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:016x}.hint"))
+    dir.join(seglog_format::LogFile::Hint(id).name())
 }
 
 /// The files in `dir` with extension `ext` (`"seg"`, `"hint"`), sorted: for a log's files, in
@@ -89,9 +89,12 @@ pub fn copy_log_dir(from: &Path, to: &Path, with_hints: bool) {
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap();
-        let hint = path.extension().is_some_and(|e| e == "hint");
-        if name != "LOCK" && (with_hints || !hint) {
-            std::fs::copy(&path, to.join(name)).unwrap();
+        match seglog_format::LogFile::from_path(&path) {
+            Some(seglog_format::LogFile::Lock) => {}
+            Some(seglog_format::LogFile::Hint(_)) if !with_hints => {}
+            _ => {
+                std::fs::copy(&path, to.join(name)).unwrap();
+            }
         }
     }
 }
