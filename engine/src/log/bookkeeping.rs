@@ -60,12 +60,10 @@ impl AppendLog {
 
     /// Sets where writing resumes after recovery, and where scans start.
     pub(crate) fn set_recovered_tail(&self, segment: u64, offset: u64, first_segment: u64) {
-        // Release: pairs with the Acquire loads of the tail (`bump_tail`, `tail`) and of
-        // `first_segment` (`scan_at`, `first_segment`), like the roll-over's swap: the
-        // segments recovery installed before are visible to whoever reads these. (Recovery is
-        // single-threaded, so the handing out of the log orders them too.)
-        self.tail
-            .store(Tail::new(segment, offset).raw(), Ordering::Release);
+        self.tail.set_recovered(Tail::new(segment, offset));
+        // Release: pairs with the Acquire loads of `first_segment` (`scan_at`, `first_segment`),
+        // like the tail's: the segments recovery installed before are visible to whoever reads
+        // it. (Recovery is single-threaded, so handing out the log orders them too.)
         self.first_segment.store(first_segment, Ordering::Release);
     }
 

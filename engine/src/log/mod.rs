@@ -48,7 +48,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::read::read_record;
 pub use self::read::{RecordRef, Scan};
-use self::tail::{SEGMENT_ID_BITS, Tail};
+use self::tail::{SEGMENT_ID_BITS, Tail, TailWord};
 
 /// Retired segment files kept for reuse instead of deleted.
 const RECYCLED_SEGMENTS: usize = 16;
@@ -112,7 +112,7 @@ struct Counters {
 /// The segmented append log. `Send + Sync`; every method takes `&self`.
 pub struct AppendLog {
     /// The packed [`Tail`] word.
-    tail: AtomicU64,
+    tail: TailWord,
     directory: Directory,
     segment_bytes: u64,
     shift: u32,
@@ -166,7 +166,7 @@ impl AppendLog {
         let slots = Self::directory_slots(segment_bytes, max_segments);
         let max_segments = max_segments.clamp(1, slots);
         Self {
-            tail: AtomicU64::new(Tail::new(0, FIRST_RECORD_OFFSET as u64).raw()),
+            tail: TailWord::new(Tail::new(0, FIRST_RECORD_OFFSET as u64)),
             directory: Directory::new(max_segments, slots),
             segment_bytes,
             shift,
@@ -313,8 +313,7 @@ impl std::fmt::Debug for AppendLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppendLog")
             .field("segment_bytes", &self.segment_bytes)
-            // Relaxed: a snapshot for printing, ordered with nothing.
-            .field("tail", &Tail::from_raw(self.tail.load(Ordering::Relaxed)))
+            .field("tail", &self.tail.snapshot())
             .field("path", &self.storage_path())
             .finish_non_exhaustive()
     }

@@ -157,19 +157,7 @@ impl AppendLog {
 
 /// Stores the commit word that publishes the record at `offset`.
 pub(super) fn publish(segment: &Segment, offset: usize, commit: CommitWord) {
-    #[cfg(seglog_loom)]
-    if crate::sync::broken::is(crate::sync::broken::Broken::RelaxedCommit) {
-        // The broken twin for the loom model: a Relaxed commit publishes nothing.
-        segment
-            .commit_word(offset)
-            .store(commit.raw(), Ordering::Relaxed);
-        return;
-    }
-    // Release: publishes the header body, key and value written before it. Pairs with the
-    // Acquire load in `read_record`.
-    segment
-        .commit_word(offset)
-        .store(commit.raw(), Ordering::Release);
+    segment.commit(offset).publish(commit);
 }
 
 /// The install hold of one record (see [`AppendLog::append_record`]), released when dropped:

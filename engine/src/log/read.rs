@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use seglog_format::{
-    CommitWord, RECORD_HEADER_BYTES, RecordError, RecordKind, Verify, decode_record,
-};
+use seglog_format::{RECORD_HEADER_BYTES, RecordError, RecordKind, Verify, decode_record};
 
 use super::AppendLog;
 use crate::error::{Error, Result};
@@ -108,7 +106,7 @@ pub(crate) fn read_record(
     position: u64,
 ) -> Result<Option<RecordRef<'_>>, RecordError> {
     // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
-    let commit = CommitWord::from_raw(segment.commit_word(offset).load(Ordering::Acquire));
+    let commit = segment.commit(offset).published();
     let corrupt = |reason: RecordError| reason;
     let (kind, record_bytes) = match commit.decode() {
         Ok(decoded) => decoded,

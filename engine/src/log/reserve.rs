@@ -32,26 +32,14 @@ impl AppendLog {
 
     /// One atomic bump of the tail by `len`; returns the value before the bump.
     fn bump_tail(&self, len: u64) -> Tail {
-        #[cfg(seglog_loom)]
-        if crate::sync::broken::is(crate::sync::broken::Broken::LoadThenAdd) {
-            // The seed design's allocation (read, then add): two writers can read the same
-            // tail and get the same region. Only for the loom twin that must catch it.
-            let old = self.tail.load(Ordering::Acquire);
-            self.tail.store(old + len, Ordering::Release);
-            return Tail::from_raw(old);
-        }
-        // Acquire: pairs with the Release store in `roll_over` that moved the tail to this
-        // segment, so the directory entry installed before that store is visible to the
-        // `Directory::get` that follows. Atomicity alone makes regions disjoint.
-        Tail::from_raw(self.tail.fetch_add(len, Ordering::Acquire))
+        self.tail.bump(len)
     }
 
     /// Waits until the tail leaves `segment` or is reset to its end (after a failed roll-over).
     fn wait_for_roll_over(&self, segment: u64) {
         let backoff = Backoff::new();
         loop {
-            // Acquire: pairs with the Release stores in `roll_over`.
-            let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+            let tail = self.tail.load();
             if tail.segment() != segment || tail.offset() <= self.segment_bytes {
                 return;
             }
@@ -75,12 +63,9 @@ impl AppendLog {
         let installed = self.ensure_segment(next, guard);
         if let Err(error) = installed {
             self.write_padding(current, offset);
-            // Release: pairs with the Acquire in `wait_for_roll_over`/`bump_tail`. The next
-            // bump sees offset == end and makes its writer the crossing writer, who retries.
-            let overshot = Tail::from_raw(self.tail.swap(
-                Tail::new(segment, self.segment_bytes).raw(),
-                Ordering::Release,
-            ));
+            // The next bump sees offset == end and makes its writer the crossing writer, who
+            // retries.
+            let overshot = self.tail.move_to(Tail::new(segment, self.segment_bytes));
             debug_assert!(
                 overshot.segment() == bits && overshot.offset() > self.segment_bytes,
                 "only the crossing writer moves the tail: {overshot:?}"
@@ -91,19 +76,13 @@ impl AppendLog {
             .directory
             .get(next, guard)
             .expect("ensure_segment installed it, and only compaction removes sealed segments");
-        // Release: publishes the installed next segment (and everything before) to the Acquire
-        // `fetch_add` in `bump_tail` and the load in `wait_for_roll_over`. Only this thread
-        // changes the segment field, and every bump since ours saw an overshot offset and will
-        // retry, so overwriting their bumps loses no reservation. A swap rather than a store:
-        // equivalent here, but a read-modify-write keeps loom 0.7 from letting a later
-        // `fetch_add` read a value from before it (tokio-rs/loom#254), and it lets us assert
-        // what we replaced. The new tail already covers this writer's own record at the start
-        // of the segment: the record that crossed the end is the first in the next one, so a
-        // record of any allowed size gets in however many writers wait for the roll-over.
-        let overshot = Tail::from_raw(self.tail.swap(
-            Tail::new(next, FIRST_RECORD_OFFSET as u64 + len).raw(),
-            Ordering::Release,
-        ));
+        // Only this thread changes the segment field (see `TailWord::move_to`). The new tail
+        // already covers this writer's own record at the start of the segment: the record that
+        // crossed the end is the first in the next one, so a record of any allowed size gets
+        // in however many writers wait for the roll-over.
+        let overshot = self
+            .tail
+            .move_to(Tail::new(next, FIRST_RECORD_OFFSET as u64 + len));
         debug_assert!(
             overshot.segment() == bits && overshot.offset() > self.segment_bytes,
             "only the crossing writer moves the tail off its segment: {overshot:?}"

@@ -67,6 +67,60 @@ impl std::fmt::Debug for Tail {
     }
 }
 
+/// The tail word itself: the one atomic every writer bumps. It owns its orderings, so each use
+/// states what it pairs with once, here (the model of tokio's task `State`).
+pub(crate) struct TailWord(AtomicU64);
+
+impl TailWord {
+    pub(crate) fn new(tail: Tail) -> Self {
+        Self(AtomicU64::new(tail.raw()))
+    }
+
+    /// One atomic bump by `len`; returns the value before the bump. Atomicity alone makes the
+    /// regions disjoint; Acquire pairs with the Release of [`TailWord::move_to`] that moved
+    /// the tail to this segment, so the directory entry installed before it is visible.
+    pub(crate) fn bump(&self, len: u64) -> Tail {
+        #[cfg(seglog_loom)]
+        if crate::sync::broken::is(crate::sync::broken::Broken::LoadThenAdd) {
+            // The seed design's allocation (read, then add): two writers can read the same
+            // tail and get the same region. Only for the loom twin that must catch it.
+            let old = self.0.load(Ordering::Acquire);
+            self.0.store(old + len, Ordering::Release);
+            return Tail::from_raw(old);
+        }
+        Tail::from_raw(self.0.fetch_add(len, Ordering::Acquire))
+    }
+
+    /// The tail now. Acquire: pairs with the Release of [`TailWord::move_to`] (and
+    /// [`TailWord::set_recovered`]), so the segment it names is installed.
+    pub(crate) fn load(&self) -> Tail {
+        Tail::from_raw(self.0.load(Ordering::Acquire))
+    }
+
+    /// Moves the tail (the crossing writer only: to the next segment, or back to the end of
+    /// its own after a failed roll-over) and returns what it replaced. Release: publishes the
+    /// directory entry of the segment it names to the Acquire of [`TailWord::bump`] and
+    /// [`TailWord::load`]. A swap rather than a store: equivalent here (every bump since the
+    /// crossing one saw an overshot offset and will retry, so overwriting them loses no
+    /// reservation), but a read-modify-write keeps loom 0.7 from letting a later `fetch_add`
+    /// read a value from before it (tokio-rs/loom#254), and it lets the caller assert what it
+    /// replaced.
+    pub(crate) fn move_to(&self, tail: Tail) -> Tail {
+        Tail::from_raw(self.0.swap(tail.raw(), Ordering::Release))
+    }
+
+    /// Sets where writing resumes after recovery. Release: pairs with the Acquire of
+    /// [`TailWord::bump`] and [`TailWord::load`], like [`TailWord::move_to`].
+    pub(crate) fn set_recovered(&self, tail: Tail) {
+        self.0.store(tail.raw(), Ordering::Release);
+    }
+
+    /// A snapshot for printing. Relaxed: ordered with nothing.
+    pub(crate) fn snapshot(&self) -> Tail {
+        Tail::from_raw(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// What a `fetch_add` of `len` on the tail means for the thread that did it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reserved {
@@ -98,7 +152,7 @@ impl Tail {
 use super::AppendLog;
 use crate::segment::Segment;
 use crate::sync::epoch::Guard;
-use crate::sync::{Backoff, Ordering};
+use crate::sync::{AtomicU64, Backoff, Ordering};
 
 impl AppendLog {
     /// The tail's segment id and offset (the offset may run past the segment end while a
@@ -107,9 +161,7 @@ impl AppendLog {
     pub(super) fn tail(&self, guard: &Guard) -> (u64, u64) {
         let backoff = Backoff::new();
         loop {
-            // Acquire: pairs with the Release swaps in `roll_over`, so the segment the tail
-            // names is installed in the directory.
-            let tail = Tail::from_raw(self.tail.load(Ordering::Acquire));
+            let tail = self.tail.load();
             let slot = tail.segment() % self.directory.slots();
             if let Some(segment) = self.directory.in_slot(slot, guard) {
                 return (segment.id(), tail.offset());

@@ -16,7 +16,6 @@ use crate::files::read_prefix;
 use crate::log::{AppendLog, RecordRef};
 use crate::options::Options;
 use crate::segment::{FIRST_RECORD_OFFSET, Segment};
-use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
 
 /// Installs every segment in `headers` and replays those up to the tail (`tail_index`):
@@ -307,10 +306,6 @@ fn seal(segment: &Segment, offset: usize, bytes: usize, position: u64, kind: Rec
     } else if kind != RecordKind::Padding || offset + bytes != segment.len() {
         return false;
     }
-    // Relaxed: recovery runs before the log is shared; publishing happens when the log is
-    // handed out.
-    segment
-        .commit_word(offset)
-        .store(commit.raw(), Ordering::Relaxed);
+    segment.commit(offset).store_unshared(commit);
     true
 }

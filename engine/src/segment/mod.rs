@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
-use seglog_format::{LogFile, SEGMENT_HEADER_BYTES, SegmentHeader};
+use seglog_format::{CommitWord, LogFile, SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use crate::error::{Error, Result};
 
@@ -193,11 +193,16 @@ impl Segment {
         }
     }
 
-    /// The commit word of the record starting at `offset`.
+    /// The commit word of the record starting at `offset`: the one cell of a record accessed
+    /// atomically, which owns the publish protocol's two orderings.
     ///
     /// # Panics
     /// If `offset` is not 8-aligned or not inside the segment.
-    pub(crate) fn commit_word(&self, offset: usize) -> &AtomicU64 {
+    pub(crate) fn commit(&self, offset: usize) -> CommitCell<'_> {
+        CommitCell(self.commit_word(offset))
+    }
+
+    fn commit_word(&self, offset: usize) -> &AtomicU64 {
         assert!(
             offset.is_multiple_of(8) && offset + 8 <= self.len,
             "commit word offset {offset} out of range"
@@ -285,6 +290,38 @@ impl Segment {
                 .map_err(|e| Error::io(path.clone(), e)),
             Backing::Heap { .. } => Ok(()),
         }
+    }
+}
+
+/// A record's commit word (see [`Segment::commit`]): written last, with `Release`, to publish
+/// the record; read with `Acquire` before any other byte of it.
+pub(crate) struct CommitCell<'a>(&'a AtomicU64);
+
+impl CommitCell<'_> {
+    /// Publishes the record: its header body, key and value, written before this call by the
+    /// thread that owns the reservation, become visible to every [`CommitCell::published`]
+    /// that reads `word`. Release: pairs with the Acquire in [`CommitCell::published`].
+    pub(crate) fn publish(&self, word: CommitWord) {
+        #[cfg(seglog_loom)]
+        if crate::sync::broken::is(crate::sync::broken::Broken::RelaxedCommit) {
+            // The broken twin for the loom model: a Relaxed commit publishes nothing.
+            self.0.store(word.raw(), Ordering::Relaxed);
+            return;
+        }
+        self.0.store(word.raw(), Ordering::Release);
+    }
+
+    /// The commit word as published: zero (nothing published yet) or the word a writer stored
+    /// after the record's bytes. Acquire: pairs with the Release in [`CommitCell::publish`], so
+    /// those bytes are visible.
+    pub(crate) fn published(&self) -> CommitWord {
+        CommitWord::from_raw(self.0.load(Ordering::Acquire))
+    }
+
+    /// Stores `word` in a segment no other thread can reach yet (recovery). Relaxed: the log
+    /// is handed to other threads afterwards, which orders this store before any read.
+    pub(crate) fn store_unshared(&self, word: CommitWord) {
+        self.0.store(word.raw(), Ordering::Relaxed);
     }
 }
 
