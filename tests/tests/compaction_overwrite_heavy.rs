@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use seglog::{Log, Options};
+use seglog_format::LogFile;
 use seglog_tests::{SplitMix64, pattern};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
@@ -20,10 +21,12 @@ fn segment_file_bytes(dir: &Path) -> u64 {
         .unwrap()
         .filter_map(|e| {
             let path = e.unwrap().path();
-            // Segments, and retired segment files kept for reuse (`*.seg.free`).
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name.ends_with(".seg") || name.ends_with(".seg.free"))
-                .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
+            // Segments, and retired segment files kept for reuse.
+            matches!(
+                LogFile::from_path(&path),
+                Some(LogFile::Segment(_) | LogFile::FreeSegment(_))
+            )
+            .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
         })
         .sum()
 }

@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use seglog::{Error, Log, Options};
+use seglog_format::LogFile;
 use seglog_tests::{SplitMix64, copy_log_dir, files_with_extension, pattern, segment_path};
 
 const SEGMENT_BYTES: u64 = 16 * 1024;
@@ -128,9 +129,9 @@ fn mutate(dir: &Path, rng: &mut SplitMix64) -> Mutation {
         }
         _ => {
             let name = match rng.range(0, 2) {
-                0 => format!("{:016x}.seg", 0xF000 + rng.range(0, 100)),
+                0 => LogFile::Segment(0xF000 + rng.range(0, 100)).name(),
                 1 => format!("junk-{}.dat", rng.next_u64()),
-                _ => format!("{:016x}.hint", rng.range(0, 3)),
+                _ => LogFile::Hint(rng.range(0, 3)).name(),
             };
             let len = rng.range(0, 3 * 4096) as usize;
             let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();

@@ -86,11 +86,7 @@ fn write_lying_hint(dir: &Path, entries: &[HintEntry<'_>]) {
     for entry in entries {
         writer.push(entry);
     }
-    std::fs::write(
-        dir.join("0000000000000000.hint"),
-        writer.finish(crc32c(&segment), 0),
-    )
-    .unwrap();
+    std::fs::write(hint_path(dir, 0), writer.finish(crc32c(&segment), 0)).unwrap();
 }
 
 #[test]
@@ -128,7 +124,7 @@ fn a_hint_whose_entries_lie_is_ignored_and_the_segment_scanned() {
     assert_eq!(after, state, "the state is the scan's");
     assert!(log.get(b"not-key-0").is_none());
     assert!(
-        !dir.path().join("0000000000000000.hint").exists(),
+        !hint_path(dir.path(), 0).exists(),
         "the lying hint is removed"
     );
 }
@@ -141,7 +137,7 @@ fn a_hint_header_claiming_billions_of_entries_sizes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = small_log_with(dir.path(), options());
     write_lying_hint(dir.path(), &[]);
-    let path = dir.path().join("0000000000000000.hint");
+    let path = hint_path(dir.path(), 0);
     let mut bytes = std::fs::read(&path).unwrap();
     // The entry count, with the header CRC recomputed so only the whole-file checks see it.
     bytes[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -203,7 +199,7 @@ fn a_hint_whose_segment_is_gone_is_removed_at_open() {
     let state = small_log(dir.path());
     write_lying_hint(dir.path(), &[]);
     let orphan = hint_path(dir.path(), 77);
-    std::fs::rename(dir.path().join("0000000000000000.hint"), &orphan).unwrap();
+    std::fs::rename(hint_path(dir.path(), 0), &orphan).unwrap();
     let log = Log::open_with(dir.path(), options()).unwrap();
     assert!(!orphan.exists(), "the orphan hint is removed");
     let after: BTreeMap<_, _> = log.iter().collect();

@@ -102,11 +102,12 @@ impl Fixture {
         drop(log);
         let hinted: HashSet<u64> = std::fs::read_dir(dir.path())
             .unwrap()
-            .filter_map(|e| {
-                let name = e.unwrap().file_name().into_string().unwrap();
-                let hex = name.strip_suffix(".hint")?;
-                u64::from_str_radix(hex, 16).ok()
-            })
+            .filter_map(
+                |e| match seglog_format::LogFile::parse_os(&e.unwrap().file_name())? {
+                    seglog_format::LogFile::Hint(id) => Some(id),
+                    _ => None,
+                },
+            )
             .collect();
         assert!(hinted.len() >= 10, "only {} hinted segments", hinted.len());
         Self {

@@ -53,8 +53,10 @@ fn generate_fixtures() {
         drop(log);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name == "LOCK" || name.ends_with(".hint") {
+            if matches!(
+                seglog_format::LogFile::from_path(&path),
+                Some(seglog_format::LogFile::Lock | seglog_format::LogFile::Hint(_))
+            ) {
                 std::fs::remove_file(path).unwrap();
             }
         }
@@ -72,7 +74,7 @@ fn generate_fixtures() {
         (record.position & (SEGMENT_BYTES - 1)) as usize + record.record_bytes as usize - 8;
     drop(pinned);
     drop(log);
-    let _ = std::fs::remove_file(dir.join("LOCK"));
+    let _ = std::fs::remove_file(dir.join(seglog_format::LOCK_FILE_NAME));
     let mut bytes = std::fs::read(&last).unwrap();
     let mut at = value_end;
     while bytes[at] == 0 {

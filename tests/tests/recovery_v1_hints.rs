@@ -189,7 +189,7 @@ fn generate_v1_hints_fixture() {
     }
     log.write_hints().unwrap();
     drop(log);
-    let _ = std::fs::remove_file(dir.join("LOCK"));
+    let _ = std::fs::remove_file(dir.join(seglog_format::LOCK_FILE_NAME));
     let hints = files_with_extension(&dir, "hint");
     assert!(hints.len() >= 3, "only {} sealed segments", hints.len());
     for path in hints {

@@ -20,6 +20,7 @@
 //! that is published but not yet in the index for dead.
 mod install;
 mod maintenance;
+mod stats;
 mod view;
 mod write;
 
@@ -31,7 +32,7 @@ use crate::log::{AppendLog, RecordRef};
 use crate::options::{Options, SyncPolicy};
 use crate::recovery::{RecoveryReport, open_dir};
 
-use crate::compaction::{CompactionStats, Compactor};
+use crate::compaction::Compactor;
 use crate::hints::write_hint;
 use crate::sync::Ordering;
 use crate::sync::epoch::{self, Guard};
@@ -40,6 +41,7 @@ use crate::sync::{Arc, AtomicU64, Mutex};
 pub(crate) use self::install::Published;
 use self::install::{current, install};
 use self::maintenance::Maintenance;
+pub use self::stats::Stats;
 use self::view::key_addresses;
 pub use self::view::{Iter, Pinned};
 
@@ -86,40 +88,6 @@ struct Inner {
     /// The last error the background thread met (a failed sync or hint write).
     background_error: Mutex<Option<String>>,
     compactor: Compactor,
-}
-
-/// Counts describing a log.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Live keys (keys whose current record is a put).
-    pub keys: u64,
-    /// Bytes of all records in the log (puts, tombstones, aborted records), headers included.
-    pub bytes: u64,
-    /// Bytes of the records that are current for their key (puts and tombstones).
-    pub live_bytes: u64,
-    /// Bytes of records no longer current: what compaction could reclaim.
-    pub dead_bytes: u64,
-    /// `live_bytes / bytes` (1.0 for an empty log).
-    pub live_ratio: f64,
-    /// Segments in the log.
-    pub segments: u64,
-    /// Size of each segment.
-    pub segment_bytes: u64,
-    /// Index memory in bytes (all tables currently reachable).
-    pub index_bytes: u64,
-    /// Index slots.
-    pub index_capacity: u64,
-    /// Times the index doubled since open.
-    pub index_resizes: u64,
-    /// Padding written at segment ends since open.
-    pub padding_bytes: u64,
-    /// Records aborted by panicking writers since open.
-    pub aborted: u64,
-    /// What compaction has done since open.
-    pub compaction: CompactionStats,
-    /// The last error the background thread met (a failed interval sync or hint write).
-    pub background_error: Option<String>,
 }
 
 impl Log {
@@ -246,34 +214,6 @@ impl Log {
     /// before the call survive a power loss.
     pub fn sync(&self) -> Result<()> {
         self.inner.log.sync()
-    }
-
-    /// Counts describing the log.
-    pub fn stats(&self) -> Stats {
-        let append = self.inner.log.stats();
-        let index = self.inner.index.stats();
-        let live_bytes = self.inner.live_bytes();
-        let bytes = append.record_bytes;
-        Stats {
-            keys: index.live_keys as u64,
-            bytes,
-            live_bytes,
-            dead_bytes: bytes.saturating_sub(live_bytes),
-            live_ratio: if bytes == 0 {
-                1.0
-            } else {
-                live_bytes as f64 / bytes as f64
-            },
-            segments: self.inner.log.segment_count(),
-            segment_bytes: self.inner.log.segment_bytes(),
-            index_bytes: index.memory_bytes as u64,
-            index_capacity: index.capacity as u64,
-            index_resizes: index.resizes,
-            padding_bytes: append.padding_bytes,
-            aborted: append.aborted,
-            compaction: self.inner.compactor.stats(),
-            background_error: self.inner.background_error.lock().clone(),
-        }
     }
 
     /// What opening the log found and did (records recovered, holes and corrupt records

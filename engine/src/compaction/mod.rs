@@ -35,10 +35,14 @@ use seglog_format::RecordKind;
 
 use crate::error::Result;
 use crate::index::Index;
-use crate::log::{AppendLog, Appended, RecordRef, read_record};
+use crate::log::{AppendLog, read_record};
 use crate::options::CompactionPolicy;
 use crate::segment::FIRST_RECORD_OFFSET;
-use crate::sync::epoch::{self, Guard};
+mod relocate;
+
+pub(crate) use self::relocate::relocate_record;
+
+use crate::sync::epoch;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// What compaction has done since the log was opened.
@@ -345,52 +349,6 @@ impl Drop for Running<'_> {
         // Release: pairs with the Acquire in `claim`.
         self.0.store(false, Ordering::Release);
     }
-}
-
-/// Relocates one record if the index still points at it: appends a copy with the record's
-/// version and switches the index from the record to the copy only if it still points at the
-/// record. Returns the copy if the switch happened (the live bytes move with it); a copy that
-/// lost to a concurrent write is left dead.
-pub(crate) fn relocate_record(
-    log: &AppendLog,
-    index: &Index,
-    record: &RecordRef<'_>,
-    guard: &Guard,
-) -> Result<Option<Appended>> {
-    let address = log.address_of(record.position);
-    if index.get(record.key, log, guard) != Some(address) {
-        return Ok(None); // Dead: a newer record of the key is current.
-    }
-    let copy = log.append_record(
-        record.kind,
-        record.key,
-        record.value.len(),
-        Some(record.version),
-        true,
-        |buf| buf.copy_from_slice(record.value),
-    )?;
-    let hold = log.install_hold(copy.position);
-    let switched = replace(
-        index,
-        record.key,
-        address,
-        log.address_of(copy.position),
-        log,
-        guard,
-    );
-    drop(hold);
-    if !switched {
-        return Ok(None);
-    }
-    let bytes = i64::from(record.record_bytes);
-    log.add_segment_live_bytes(record.position, -bytes, guard);
-    log.add_segment_live_bytes(copy.position, bytes, guard);
-    Ok(Some(copy))
-}
-
-/// The index switch of a relocation.
-fn replace(index: &Index, key: &[u8], old: u64, new: u64, log: &AppendLog, guard: &Guard) -> bool {
-    index.replace_exact(key, old, new, log, guard)
 }
 
 /// Whether compaction retires a segment without settling an index resize first: the twin of
