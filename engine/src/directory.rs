@@ -194,6 +194,7 @@ impl Drop for Directory {
         // pinned on its contents; an unprotected guard is sound for exclusive teardown.
         let guard = unsafe { epoch::unprotected() };
         for chunk_ptr in self.chunks.iter() {
+            // Relaxed (here and below): `&mut self` orders every earlier store before this.
             let chunk = chunk_ptr.load(Ordering::Relaxed, guard);
             if chunk.is_null() {
                 continue;

@@ -149,6 +149,8 @@ impl Table {
         if self.migrate_claim.load(Ordering::Relaxed) >= capacity {
             return None;
         }
+        // Relaxed: the RMW alone makes claims disjoint; the copies a claimer makes are ordered
+        // by `finish_chunk`'s Release and `is_migrated`'s Acquire, not by this counter.
         let start = self
             .migrate_claim
             .fetch_add(MIGRATION_CHUNK, Ordering::Relaxed);

@@ -86,6 +86,7 @@ pub(crate) fn install(
                 .read_address(previous.address, guard)
                 .expect("a replaced record is still readable under the guard");
             let old_bytes = u64::from(old.record_bytes);
+            // Relaxed: statistics, like the addition above.
             live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
             log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
         }

@@ -37,6 +37,7 @@ impl Maintenance {
             .spawn(move || {
                 let mut next_hint = first_segment;
                 let body = std::panic::AssertUnwindSafe(|| {
+                    // Acquire: pairs with the Release store in `stop`.
                     while !thread_stop.load(Ordering::Acquire) {
                         std::thread::park_timeout(period);
                         if let SyncPolicy::IntervalMs(_) = policy

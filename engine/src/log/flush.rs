@@ -61,6 +61,8 @@ impl AppendLog {
         // Segments created ahead of the tail (prefetched) have a header but no flushed byte
         // yet; recovery trusts only a segment whose header survived, so flush those headers too,
         // or a power loss could keep a later segment and lose this one (a gap after the tail).
+        // Acquire: pairs with the claim CAS in `ensure_segment` (AcqRel); an id below it whose
+        // segment `Directory::get` finds is installed, and its header written, before.
         let claimed = self.claimed.load(Ordering::Acquire);
         let after = if last_offset == 0 {
             last_segment

@@ -50,6 +50,7 @@ impl AppendLog {
                                 // Only a claim can install `id`, so the ring slot or the count
                                 // filled up meanwhile (recovery's installs never race this).
                                 refused.discard();
+                                // Release: pairs with the claim CAS's Acquire, as below.
                                 self.claimed.store(id, Ordering::Release);
                                 Err(Error::LogFull {
                                     max_segments: self.directory.max_segments(),
@@ -58,6 +59,7 @@ impl AppendLog {
                         },
                         Err(error) => {
                             // Give the claim back so the next attempt retries the creation.
+                            // Release: pairs with the Acquire of the claim CAS that takes it.
                             self.claimed.store(id, Ordering::Release);
                             Err(error)
                         }

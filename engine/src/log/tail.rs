@@ -88,6 +88,7 @@ impl TailWord {
             self.0.store(old + len, Ordering::Release);
             return Tail::from_raw(old);
         }
+        // Acquire: pairs with the Release of `move_to` / `set_recovered` (see above).
         Tail::from_raw(self.0.fetch_add(len, Ordering::Acquire))
     }
 
