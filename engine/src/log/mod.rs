@@ -43,7 +43,6 @@ use seglog_format::{MAX_KEY_BYTES, RECORD_HEADER_BYTES};
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::segment::FIRST_RECORD_OFFSET;
-use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::read::read_record;
@@ -247,14 +246,6 @@ impl AppendLog {
     /// segments with the same slot, so the address names the record as well as the position.
     pub(crate) fn address_of(&self, position: u64) -> u64 {
         position & ((self.directory.slots() << self.shift) - 1)
-    }
-
-    /// The position of the record at index `address` (see [`AppendLog::address_of`]), if its
-    /// segment is installed.
-    pub(crate) fn position_of(&self, address: u64, guard: &Guard) -> Option<u64> {
-        let (slot, offset) = self.split(address);
-        let segment = self.directory.in_slot(slot, guard)?;
-        Some(self.position(segment.id(), offset))
     }
 
     /// Counters since the log was opened.

@@ -27,37 +27,31 @@ impl AppendLog {
 
     /// [`AppendLog::read`] under an epoch guard of the engine's collector.
     pub(crate) fn read_at<'g>(&'g self, position: u64, guard: &'g Guard) -> Result<RecordRef<'g>> {
-        let no_record = |reason: String| Error::NoRecord { position, reason };
         let (segment_id, offset) = self.split(position);
-        if offset < FIRST_RECORD_OFFSET as u64 || !offset.is_multiple_of(8) {
-            return Err(no_record("not a record boundary".into()));
-        }
         let Some(segment) = self.directory.get(segment_id, guard) else {
-            return Err(no_record(format!("segment {segment_id} is not in the log")));
+            return Err(Error::NoRecord {
+                position,
+                reason: format!("segment {segment_id} is not in the log"),
+            });
         };
-        match read_record(segment, offset as usize, position) {
-            Ok(Some(record)) => match record.kind {
-                RecordKind::Put | RecordKind::Tombstone => Ok(record),
-                kind => Err(no_record(format!("position holds a {kind:?} record"))),
-            },
-            Ok(None) => Err(no_record("nothing is published there".into())),
-            Err(error) => Err(no_record(format!("no valid record starts there ({error})"))),
-        }
+        read_put_or_tombstone(segment, offset, position)
     }
 
-    /// Reads the published record at index `address`; see [`AppendLog::read`].
+    /// Reads the published record at index `address` (see [`AppendLog::address_of`]): the
+    /// segment in the address's ring slot, looked up once, is the record's.
     pub(crate) fn read_address<'g>(
         &'g self,
         address: u64,
         guard: &'g Guard,
     ) -> Result<RecordRef<'g>> {
-        match self.position_of(address, guard) {
-            Some(position) => self.read_at(position, guard),
-            None => Err(Error::NoRecord {
+        let (slot, offset) = self.split(address);
+        let Some(segment) = self.directory.in_slot(slot, guard) else {
+            return Err(Error::NoRecord {
                 position: address,
                 reason: "no segment holds this index address".into(),
-            }),
-        }
+            });
+        };
+        read_put_or_tombstone(segment, offset, self.position(segment.id(), offset))
     }
 
     /// Iterates over the published puts and tombstones in log order, from the oldest segment,
@@ -96,6 +90,24 @@ pub struct RecordRef<'g> {
     pub value: &'g [u8],
     /// The record's length in the log.
     pub record_bytes: u32,
+}
+
+/// The put or tombstone at `offset` of `segment` (whose position is `position`), or
+/// `NoRecord` saying why there is none: the shared end of [`AppendLog::read_at`] and
+/// [`AppendLog::read_address`].
+fn read_put_or_tombstone(segment: &Segment, offset: u64, position: u64) -> Result<RecordRef<'_>> {
+    let no_record = |reason: String| Error::NoRecord { position, reason };
+    if offset < FIRST_RECORD_OFFSET as u64 || !offset.is_multiple_of(8) {
+        return Err(no_record("not a record boundary".into()));
+    }
+    match read_record(segment, offset as usize, position) {
+        Ok(Some(record)) => match record.kind {
+            RecordKind::Put | RecordKind::Tombstone => Ok(record),
+            kind => Err(no_record(format!("position holds a {kind:?} record"))),
+        },
+        Ok(None) => Err(no_record("nothing is published there".into())),
+        Err(error) => Err(no_record(format!("no valid record starts there ({error})"))),
+    }
 }
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
