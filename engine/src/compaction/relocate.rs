@@ -1,6 +1,7 @@
 //! Relocating one record: a copy with the original's version at the head of the log, switched
 //! in only if the index still points at the original (FASTER's copy-then-CAS).
 
+use crate::address::Address;
 use crate::error::Result;
 use crate::index::Index;
 use crate::log::{AppendLog, Appended, RecordRef};
@@ -48,6 +49,13 @@ pub(crate) fn relocate_record(
 }
 
 /// The index switch of a relocation.
-fn replace(index: &Index, key: &[u8], old: u64, new: u64, log: &AppendLog, guard: &Guard) -> bool {
+fn replace(
+    index: &Index,
+    key: &[u8],
+    old: Address,
+    new: Address,
+    log: &AppendLog,
+    guard: &Guard,
+) -> bool {
     index.replace_exact(key, old, new, log, guard)
 }

@@ -17,6 +17,7 @@
 //! Every slot goes through `Empty → Holds(K)* → Frozen` or `Empty → FrozenEmpty`: once it holds a
 //! key K it holds only K's entries, and once frozen it never changes again.
 
+use crate::address::{self, Address};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Bit 63: the slot is frozen (its table is migrating).
@@ -28,16 +29,14 @@ const TAG_SHIFT: u32 = 48;
 const TAG_BITS: u32 = 15;
 const TAG_MASK: u64 = ((1 << TAG_BITS) - 1) << TAG_SHIFT;
 
-/// Bits 0..48: the address divided by [`ADDRESS_ALIGN`].
+/// Bits 0..48: the address divided by its alignment ([`Address::packed`]).
 const ADDRESS_BITS: u32 = 48;
 const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
-const ADDRESS_ALIGN_SHIFT: u32 = 3;
 
-/// Log addresses the index can hold are multiples of this.
-pub(crate) const ADDRESS_ALIGN: u64 = 1 << ADDRESS_ALIGN_SHIFT;
-/// Log addresses the index can hold are below this (2^51).
-pub(crate) const ADDRESS_LIMIT: u64 = 1 << (ADDRESS_BITS + ADDRESS_ALIGN_SHIFT);
-
+const _: () = assert!(
+    address::ADDRESS_BITS - address::ADDRESS_ALIGN_SHIFT == ADDRESS_BITS,
+    "a packed address fills the address field exactly"
+);
 const _: () = assert!(
     TAG_SHIFT == ADDRESS_BITS,
     "tag sits right above the address"
@@ -47,11 +46,6 @@ const _: () = assert!(
     "frozen bit sits right above the tag"
 );
 const _: () = assert!(FROZEN & TAG_MASK == 0 && TAG_MASK & ADDRESS_MASK == 0);
-
-/// Whether `address` fits an entry: non-zero, 8-byte aligned, below 2^51.
-pub(crate) fn is_valid_address(address: u64) -> bool {
-    address != 0 && address.is_multiple_of(ADDRESS_ALIGN) && address < ADDRESS_LIMIT
-}
 
 /// The 15 hash bits stored in an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,20 +82,13 @@ impl Entry {
     pub(super) const EMPTY: Entry = Entry(0);
 
     /// An unfrozen entry for the record of a key with `tag` at `address`.
-    pub(super) fn new(tag: Tag, address: u64) -> Self {
-        debug_assert!(
-            is_valid_address(address),
-            "index address {address:#x} out of range"
-        );
-        Self(((tag.0 as u64) << TAG_SHIFT) | (address >> ADDRESS_ALIGN_SHIFT))
+    pub(super) fn new(tag: Tag, address: Address) -> Self {
+        Self(((tag.0 as u64) << TAG_SHIFT) | address.packed())
     }
 
     /// The record address, or `None` if no key has claimed the slot.
-    pub(super) fn address(self) -> Option<u64> {
-        match self.0 & ADDRESS_MASK {
-            0 => None,
-            shifted => Some(shifted << ADDRESS_ALIGN_SHIFT),
-        }
+    pub(super) fn address(self) -> Option<Address> {
+        Address::unpack(self.0 & ADDRESS_MASK)
     }
 
     /// Whether no key has claimed the slot (frozen or not).
@@ -208,7 +195,7 @@ mod tests {
     fn fields_round_trip() {
         let tag = KeyHash::new(u64::MAX).tag();
         assert_eq!(tag, Tag(0x7fff));
-        let address = ADDRESS_LIMIT - ADDRESS_ALIGN;
+        let address = Address::new(address::ADDRESS_LIMIT - address::ADDRESS_ALIGN);
         let entry = Entry::new(tag, address);
         assert_eq!(entry.address(), Some(address));
         assert_eq!(entry.tag(), tag);
@@ -228,25 +215,17 @@ mod tests {
         let sealed = Entry::EMPTY.frozen();
         assert!(sealed.is_frozen_vacant());
         // A zero tag still makes a non-empty entry: addresses are never 0.
-        assert_ne!(Entry::new(Tag(0), 8), Entry::EMPTY);
+        assert_ne!(Entry::new(Tag(0), Address::new(8)), Entry::EMPTY);
     }
 
     #[test]
     fn slot_freeze_is_idempotent() {
         let slot = Slot::new();
-        let entry = Entry::new(Tag(5), 64);
+        let entry = Entry::new(Tag(5), Address::new(64));
         assert_eq!(slot.compare_exchange(Entry::EMPTY, entry), Ok(()));
         assert_eq!(slot.compare_exchange(Entry::EMPTY, entry), Err(entry));
         assert_eq!(slot.freeze(), entry.frozen());
         assert_eq!(slot.freeze(), entry.frozen());
         assert_eq!(slot.load(), entry.frozen());
-    }
-
-    #[test]
-    fn address_validity() {
-        assert!(is_valid_address(8));
-        assert!(!is_valid_address(0));
-        assert!(!is_valid_address(12));
-        assert!(!is_valid_address(ADDRESS_LIMIT));
     }
 }

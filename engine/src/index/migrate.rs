@@ -165,8 +165,9 @@ impl Index {
                     }
                     if let Some(present) = resolve_if_key(entry, hash, key, source, guard) {
                         debug_assert!(
-                            present.version
-                                >= source.resolve(copy.address().unwrap_or(0), guard).version,
+                            copy.address().is_none_or(|copied| {
+                                present.version >= source.resolve(copied, guard).version
+                            }),
                             "a later table holds an older entry than the one being copied"
                         );
                         return;

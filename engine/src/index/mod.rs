@@ -81,10 +81,10 @@ use std::hash::{BuildHasher, Hasher};
 use crossbeam_utils::CachePadded;
 use foldhash::quality::FixedState;
 
-pub(crate) use self::entry::{ADDRESS_ALIGN, ADDRESS_LIMIT};
 use self::entry::{Entry, KeyHash};
 use self::table::{Chain, Probe, Table};
 use self::write::{WriteOp, WriteOutcome};
+use crate::address::Address;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
@@ -92,7 +92,7 @@ use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 pub(crate) trait RecordSource {
     /// The key, version and liveness (put = true, tombstone = false) of the published record at
     /// `address`. Only called with addresses the index holds. Valid while `guard` is pinned.
-    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g>;
+    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> Resolved<'g>;
 }
 
 /// A record as the index sees it.
@@ -153,13 +153,13 @@ pub(crate) enum Upserted {
     /// Our entry is now current; `replaced` is the entry it replaced for this key, if any.
     Installed { replaced: Option<Previous> },
     /// A record with a higher (version, address) was already current; nothing changed.
-    Superseded { current: u64 },
+    Superseded { current: Address },
 }
 
 /// The entry an install replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Previous {
-    pub address: u64,
+    pub address: Address,
     pub live: bool,
 }
 
@@ -207,7 +207,7 @@ impl Index {
         key: &[u8],
         source: &S,
         guard: &Guard,
-    ) -> Option<u64> {
+    ) -> Option<Address> {
         let hash = self.hash_key(key);
         let is_key = |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
         // The frozen entry of K in an older table: current unless a newer table has K.
@@ -233,20 +233,15 @@ impl Index {
 
     /// Install `address` (a published record of `key` with `version`, a put if `live`) if it is
     /// newer than the current entry by (version, address) order.
-    ///
-    /// # Panics
-    ///
-    /// If `address` is 0, not a multiple of [`ADDRESS_ALIGN`], or not below [`ADDRESS_LIMIT`].
     pub(crate) fn upsert<S: RecordSource>(
         &self,
         key: &[u8],
-        address: u64,
+        address: Address,
         version: u64,
         live: bool,
         source: &S,
         guard: &Guard,
     ) -> Upserted {
-        check_address(address);
         match self.write(
             key,
             address,
@@ -261,19 +256,14 @@ impl Index {
 
     /// Compaction's relocation: replace the entry for `key` with `new_address` only if it is still
     /// exactly `old_address` (same version; a concurrent upsert wins). Returns whether it replaced.
-    ///
-    /// # Panics
-    ///
-    /// If `new_address` is 0, not a multiple of [`ADDRESS_ALIGN`], or not below [`ADDRESS_LIMIT`].
     pub(crate) fn replace_exact<S: RecordSource>(
         &self,
         key: &[u8],
-        old_address: u64,
-        new_address: u64,
+        old_address: Address,
+        new_address: Address,
         source: &S,
         guard: &Guard,
     ) -> bool {
-        check_address(new_address);
         match self.write(
             key,
             new_address,
@@ -321,7 +311,7 @@ impl Index {
         &self,
         source: &S,
         guard: &Guard,
-        mut f: impl FnMut(u64),
+        mut f: impl FnMut(Address),
     ) {
         let mut older = Vec::new();
         for table in self.chain.tables(guard) {
@@ -405,12 +395,4 @@ fn resolve_if_key<'g, S: RecordSource>(
     }
     let record = source.resolve(address, guard);
     (record.key == key).then_some(record)
-}
-
-fn check_address(address: u64) {
-    assert!(
-        entry::is_valid_address(address),
-        "index address {address:#x} must be non-zero, a multiple of {ADDRESS_ALIGN} and below \
-         {ADDRESS_LIMIT:#x}"
-    );
 }

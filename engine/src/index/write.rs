@@ -15,6 +15,7 @@
 use super::entry::{Entry, KeyHash, Slot};
 use super::table::TablePtr;
 use super::{Index, Previous, RecordSource, Upserted, resolve_if_key};
+use crate::address::Address;
 use crate::sync::epoch::Guard;
 
 /// What a writer does at K's slot.
@@ -23,7 +24,7 @@ pub(super) enum WriteOp {
     /// Install if newer by (version, address).
     Upsert { version: u64, live: bool },
     /// Install only if the current entry is exactly `old_address`.
-    Relocate { old_address: u64 },
+    Relocate { old_address: Address },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +56,7 @@ impl Index {
     pub(super) fn write<S: RecordSource>(
         &self,
         key: &[u8],
-        address: u64,
+        address: Address,
         op: WriteOp,
         source: &S,
         guard: &Guard,

@@ -3,13 +3,14 @@
 
 use seglog_format::RecordKind;
 
+use crate::address::Address;
 use crate::index::{Index, RecordSource, Resolved, Upserted};
 use crate::log::{AppendLog, RecordRef};
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, Ordering};
 
 impl RecordSource for AppendLog {
-    fn resolve<'g>(&'g self, address: u64, guard: &'g Guard) -> Resolved<'g> {
+    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> Resolved<'g> {
         // Cannot fail: the index holds only addresses of records validated when they were
         // written or recovered, in segments that are retired only once no index table that
         // could hold them is reachable and every thread pinned then has unpinned (see

@@ -26,6 +26,7 @@ mod write;
 
 use std::path::Path;
 
+use crate::address::Address;
 use crate::error::Result;
 use crate::index::{Index, IndexOptions};
 use crate::log::{AppendLog, RecordRef};
@@ -297,7 +298,7 @@ impl Drop for Log {
 impl Inner {
     /// The current put record of the key stored at `address` (some record of that key, as
     /// `Index::for_each_key` reports), if the key is live.
-    fn current_of<'g>(&'g self, address: u64, guard: &'g Guard) -> Option<RecordRef<'g>> {
+    fn current_of<'g>(&'g self, address: Address, guard: &'g Guard) -> Option<RecordRef<'g>> {
         // Cannot fail: `address` came from the index under `guard` (see `RecordSource::resolve`
         // for why such an address stays readable while the guard lives).
         let key = self

@@ -1,5 +1,6 @@
 //! Views of a log under one epoch pin: iterators and `Pinned`, whose values borrow the log.
 
+use crate::address::Address;
 use crate::index::Index;
 use crate::log::{AppendLog, RecordRef};
 use crate::sync::epoch::Guard;
@@ -7,7 +8,7 @@ use crate::sync::epoch::Guard;
 use super::Log;
 use super::install::current;
 
-pub(super) fn key_addresses(index: &Index, log: &AppendLog, guard: &Guard) -> Vec<u64> {
+pub(super) fn key_addresses(index: &Index, log: &AppendLog, guard: &Guard) -> Vec<Address> {
     let mut addresses = Vec::with_capacity(index.len());
     index.for_each_key(log, guard, |address| addresses.push(address));
     addresses
@@ -17,7 +18,7 @@ pub(super) fn key_addresses(index: &Index, log: &AppendLog, guard: &Guard) -> Ve
 pub struct Iter<'a> {
     pub(super) log: &'a Log,
     pub(super) guard: Guard,
-    pub(super) addresses: std::vec::IntoIter<u64>,
+    pub(super) addresses: std::vec::IntoIter<Address>,
 }
 
 impl Iterator for Iter<'_> {

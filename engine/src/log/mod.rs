@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 use seglog_format::{MAX_KEY_BYTES, RECORD_HEADER_BYTES};
 
+use crate::address::{ADDRESS_BITS, Address};
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::segment::FIRST_RECORD_OFFSET;
@@ -51,15 +52,6 @@ use self::tail::{SEGMENT_ID_BITS, Tail, TailWord};
 
 /// Retired segment files kept for reuse instead of deleted.
 const RECYCLED_SEGMENTS: usize = 16;
-
-/// Bits of an index address (a position within the directory's ring, see
-/// [`AppendLog::address_of`]): kept below 2^51 so the index can store `address >> 3` in 48
-/// bits. Positions themselves are unbounded u64s.
-pub(crate) const POSITION_BITS: u32 = 51;
-const _: () = assert!(
-    1u64 << POSITION_BITS == crate::index::ADDRESS_LIMIT,
-    "index addresses cover the directory's ring exactly"
-);
 
 pub(crate) use seglog_format::max_segment_id;
 
@@ -189,7 +181,7 @@ impl AppendLog {
     /// once: a power of two, at most what index addresses and the tail's segment bits can name.
     pub(crate) fn directory_slots(segment_bytes: u64, max_segments: u64) -> u64 {
         let shift = segment_bytes.trailing_zeros();
-        let slot_limit = 1u64 << (POSITION_BITS - shift).min(SEGMENT_ID_BITS);
+        let slot_limit = 1u64 << (ADDRESS_BITS - shift).min(SEGMENT_ID_BITS);
         max_segments
             .clamp(1, slot_limit)
             .next_power_of_two()
@@ -242,10 +234,15 @@ impl AppendLog {
     }
 
     /// The index address of `position`: its place in the directory's ring (segment id modulo
-    /// the ring's slots, then the offset), below 2^[`POSITION_BITS`]. The ring never holds two
+    /// the ring's slots, then the offset), below 2^[`ADDRESS_BITS`]. The ring never holds two
     /// segments with the same slot, so the address names the record as well as the position.
-    pub(crate) fn address_of(&self, position: u64) -> u64 {
-        position & ((self.directory.slots() << self.shift) - 1)
+    ///
+    /// # Panics
+    /// If `position` is not a record's (0 within its slot, or misaligned): a bug, not damage.
+    pub(crate) fn address_of(&self, position: u64) -> Address {
+        // The mask keeps ADDRESS_BITS bits at most: `directory_slots` caps the ring at
+        // 2^(ADDRESS_BITS - shift) slots.
+        Address::new(position & ((self.directory.slots() << self.shift) - 1))
     }
 
     /// Counters since the log was opened.

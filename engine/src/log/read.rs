@@ -6,6 +6,7 @@ use std::path::Path;
 use seglog_format::{RECORD_HEADER_BYTES, RecordError, RecordKind, Verify, decode_record};
 
 use super::AppendLog;
+use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::segment::{FIRST_RECORD_OFFSET, Segment};
 use crate::sync::Ordering;
@@ -41,13 +42,13 @@ impl AppendLog {
     /// segment in the address's ring slot, looked up once, is the record's.
     pub(crate) fn read_address<'g>(
         &'g self,
-        address: u64,
+        address: Address,
         guard: &'g Guard,
     ) -> Result<RecordRef<'g>> {
-        let (slot, offset) = self.split(address);
+        let (slot, offset) = self.split(address.get());
         let Some(segment) = self.directory.in_slot(slot, guard) else {
             return Err(Error::NoRecord {
-                position: address,
+                position: address.get(),
                 reason: "no segment holds this index address".into(),
             });
         };
