@@ -20,6 +20,7 @@ mod log;
 mod options;
 mod recovery;
 mod segment;
+mod stripes;
 mod sync;
 
 pub use compaction::CompactionStats;

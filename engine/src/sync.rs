@@ -104,6 +104,37 @@ impl Backoff {
     }
 }
 
+/// Stripes of a [`crate::stripes::Striped`] value: enough that the writers of a machine's
+/// cores rarely share one. Under loom there is one: loom runs every modeled thread on one OS
+/// thread, so a thread-local stripe would be one stripe anyway, and the models check the
+/// protocols with every thread on it (the case where striping changes nothing).
+#[cfg(not(seglog_loom))]
+pub(crate) const STRIPES: usize = 16;
+#[cfg(seglog_loom)]
+pub(crate) const STRIPES: usize = 1;
+
+/// This thread's stripe, below [`STRIPES`]: fixed for the thread's life, handed out round-robin
+/// as threads first ask, so the first [`STRIPES`] threads each get their own.
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    #[cfg(not(seglog_loom))]
+    {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Relaxed: a ticket dispenser; only the value matters, not what it orders.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local!(static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) });
+        STRIPE.with(|stripe| {
+            if stripe.get() == usize::MAX {
+                stripe.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            stripe.get()
+        })
+    }
+    #[cfg(seglog_loom)]
+    0
+}
+
 /// Deliberately broken variants of seglog's protocols, switched on per thread by the loom
 /// models' twins (each twin must fail, proving its model can catch the bug). Exists only in loom
 /// builds; normal builds have no switch and no branch.

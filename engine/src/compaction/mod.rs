@@ -31,6 +31,8 @@
 //!
 //! Follows the log-cleaning of LFS and the copy-then-CAS relocation of FASTER's compaction.
 
+use std::cell::Cell;
+
 use seglog_format::RecordKind;
 
 use crate::error::Result;
@@ -44,6 +46,10 @@ pub(crate) use self::relocate::relocate_record;
 
 use crate::sync::epoch;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
+
+/// Writes a thread makes between two looks at whether compaction is due (see
+/// [`Compactor::writer_should_check`]).
+const WRITES_BETWEEN_CHECKS: u32 = 16;
 
 /// What compaction has done since the log was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,6 +117,40 @@ impl Compactor {
             bytes_relocated: self.bytes_relocated.load(Ordering::Relaxed),
             bytes_reclaimed: self.bytes_reclaimed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether a writer that just finished a write should look at [`Compactor::due`]: on
+    /// every [`WRITES_BETWEEN_CHECKS`]-th write of its thread, and on the first write after
+    /// the log rolled over (the disk grows only then, which is what usually makes a pass due).
+    /// `due` sums striped counters; doing that after every write would cost more than the
+    /// write. Dead bytes grow by at most one record per write, so a check skipped is at most a
+    /// few records late.
+    pub(crate) fn writer_should_check(&self, log: &AppendLog) -> bool {
+        if !self.policy.auto {
+            return false;
+        }
+        if cfg!(seglog_loom) {
+            // Loom runs every modeled thread on one OS thread; keep the models' schedules
+            // exactly those of a check after every write.
+            return true;
+        }
+        thread_local! {
+            // (the log last written, its roll-overs then, writes left before the next check)
+            static LAST_CHECK: Cell<(usize, u64, u32)> = const { Cell::new((0, 0, 0)) };
+        }
+        let log_id = std::ptr::from_ref(log) as usize;
+        let rollovers = log.rollovers();
+        LAST_CHECK.with(|last| {
+            let (seen_log, seen_rollovers, left) = last.get();
+            let check = seen_log != log_id || seen_rollovers != rollovers || left == 0;
+            let left = if check {
+                WRITES_BETWEEN_CHECKS
+            } else {
+                left - 1
+            };
+            last.set((log_id, rollovers, left));
+            check
+        })
     }
 
     /// Whether automatic compaction should run: at least the minimum of dead bytes, and the

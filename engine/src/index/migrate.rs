@@ -8,7 +8,7 @@
 
 use super::entry::{Entry, KeyHash};
 use super::table::TablePtr;
-use super::{Index, RecordSource, resolve_if_key};
+use super::{Index, IndexedRecord, RecordSource, resolve_if_key};
 use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
 
@@ -83,6 +83,14 @@ impl Index {
             return false;
         };
         let count = chunk.len();
+        // Migrating a slot resolves its key in the log: a cache miss per slot, one after the
+        // other. Start them all first (a hint: an entry read here may change before its freeze,
+        // and then the prefetch is merely wasted).
+        for index in chunk.clone() {
+            if let Some(address) = table.slot(index).load().address() {
+                source.prefetch(address, guard);
+            }
+        }
         for index in chunk {
             self.migrate_slot(table, index, next, source, guard);
         }
@@ -120,7 +128,7 @@ impl Index {
         let Some(address) = frozen.address() else {
             return;
         };
-        let key = source.resolve(address, guard).key;
+        let key = source.resolve(address, guard).key();
         self.copy_into(next, key, self.hash_key(key), frozen, source, guard);
     }
 
@@ -166,7 +174,7 @@ impl Index {
                     if let Some(present) = resolve_if_key(entry, hash, key, source, guard) {
                         debug_assert!(
                             copy.address().is_none_or(|copied| {
-                                present.version >= source.resolve(copied, guard).version
+                                present.version() >= source.resolve(copied, guard).version()
                             }),
                             "a later table holds an older entry than the one being copied"
                         );

@@ -90,17 +90,29 @@ use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// What the index needs from the log.
 pub(crate) trait RecordSource {
-    /// The key, version and liveness (put = true, tombstone = false) of the published record at
-    /// `address`. Only called with addresses the index holds. Valid while `guard` is pinned.
-    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> Resolved<'g>;
+    /// What resolving an address yields: the log's whole record, so that a lookup can hand
+    /// back what it resolved to compare keys instead of the caller reading it again.
+    type Record<'g>: IndexedRecord<'g>
+    where
+        Self: 'g;
+
+    /// The published record at `address`. Only called with addresses the index holds. Valid
+    /// while `guard` is pinned.
+    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> Self::Record<'g>;
+
+    /// Hints that `address` will be resolved soon (migration resolves a chunk of addresses in
+    /// a row, each a cache miss in the log). Does nothing by default.
+    fn prefetch(&self, address: Address, guard: &Guard) {
+        let _ = (address, guard);
+    }
 }
 
-/// A record as the index sees it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Resolved<'g> {
-    pub key: &'g [u8],
-    pub version: u64,
-    pub live: bool,
+/// What the index reads of a record: its key, version and liveness.
+pub(crate) trait IndexedRecord<'g>: Copy {
+    fn key(&self) -> &'g [u8];
+    fn version(&self) -> u64;
+    /// A put (true) or a tombstone (false).
+    fn is_live(&self) -> bool;
 }
 
 /// Sizing and hashing of an [`Index`].
@@ -208,16 +220,33 @@ impl Index {
         source: &S,
         guard: &Guard,
     ) -> Option<Address> {
+        self.get_record(key, source, guard)
+            .map(|(address, _)| address)
+    }
+
+    /// The current record of `key` and its address: [`Index::get`], handing back the record
+    /// the probe resolved to recognise the key, so the caller need not read it again.
+    pub(crate) fn get_record<'g, S: RecordSource>(
+        &self,
+        key: &[u8],
+        source: &'g S,
+        guard: &'g Guard,
+    ) -> Option<(Address, S::Record<'g>)> {
         let hash = self.hash_key(key);
-        let is_key = |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
+        // The record behind the last entry `find` recognised as the key's.
+        let mut resolved = None;
         // The frozen entry of K in an older table: current unless a newer table has K.
         let mut frozen_answer = None;
         let mut table = self.chain.root(guard);
         loop {
-            let next = match table.find(hash, is_key) {
-                Probe::Key(entry) if !entry.is_frozen() => return entry.address(),
+            let probe = table.find(hash, |entry: Entry| {
+                resolved = resolve_if_key(entry, hash, key, source, guard);
+                resolved.is_some()
+            });
+            let next = match probe {
+                Probe::Key(entry) if !entry.is_frozen() => return entry.address().zip(resolved),
                 Probe::Key(entry) => {
-                    frozen_answer = entry.address();
+                    frozen_answer = entry.address().zip(resolved);
                     Some(table.get().successor_of_frozen(guard))
                 }
                 Probe::Vacant(entry) if !entry.is_frozen() => return frozen_answer,
@@ -320,7 +349,7 @@ impl Index {
                     continue;
                 };
                 if !older.is_empty() {
-                    let key = source.resolve(address, guard).key;
+                    let key = source.resolve(address, guard).key();
                     let hash = self.hash_key(key);
                     let is_key =
                         |entry: Entry| resolve_if_key(entry, hash, key, source, guard).is_some();
@@ -388,11 +417,11 @@ fn resolve_if_key<'g, S: RecordSource>(
     key: &[u8],
     source: &'g S,
     guard: &'g Guard,
-) -> Option<Resolved<'g>> {
+) -> Option<S::Record<'g>> {
     let address = entry.address()?;
     if entry.tag() != hash.tag() {
         return None;
     }
     let record = source.resolve(address, guard);
-    (record.key == key).then_some(record)
+    (record.key() == key).then_some(record)
 }

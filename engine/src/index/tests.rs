@@ -8,7 +8,7 @@ use std::thread;
 
 use proptest::prelude::*;
 
-use super::{Index, IndexOptions, IndexStats, Previous, RecordSource, Resolved, Upserted};
+use super::{Index, IndexOptions, IndexStats, IndexedRecord, Previous, RecordSource, Upserted};
 use crate::address::Address;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -46,7 +46,31 @@ impl Arena {
     }
 }
 
+/// A record as the arena hands it to the index.
+#[derive(Clone, Copy, Debug)]
+struct Resolved<'g> {
+    key: &'g [u8],
+    version: u64,
+    live: bool,
+}
+
+impl<'g> IndexedRecord<'g> for Resolved<'g> {
+    fn key(&self) -> &'g [u8] {
+        self.key
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+}
+
 impl RecordSource for Arena {
+    type Record<'g> = Resolved<'g>;
+
     fn resolve<'g>(&'g self, address: Address, _guard: &'g Guard) -> Resolved<'g> {
         thread_local!(static RESOLVES: Cell<u32> = const { Cell::new(0) });
         if self.yield_in_resolve

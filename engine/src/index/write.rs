@@ -14,7 +14,7 @@
 
 use super::entry::{Entry, KeyHash, Slot};
 use super::table::TablePtr;
-use super::{Index, Previous, RecordSource, Upserted, resolve_if_key};
+use super::{Index, IndexedRecord, Previous, RecordSource, Upserted, resolve_if_key};
 use crate::address::Address;
 use crate::sync::epoch::Guard;
 
@@ -106,7 +106,7 @@ impl Index {
                 } else if let Some(current) =
                     resolve_if_key(entry, write.hash, write.key, source, guard)
                 {
-                    self.write_at_key(slot, entry, current.version, current.live, write)
+                    self.write_at_key(slot, entry, current.version(), current.is_live(), write)
                         .map(Step::Done)
                 } else {
                     break;

@@ -4,25 +4,39 @@
 use seglog_format::RecordKind;
 
 use crate::address::Address;
-use crate::index::{Index, RecordSource, Resolved, Upserted};
+use crate::index::{Index, IndexedRecord, RecordSource, Upserted};
 use crate::log::{AppendLog, RecordRef};
+use crate::stripes::StripedCount;
 use crate::sync::epoch::Guard;
-use crate::sync::{AtomicU64, Ordering};
 
 impl RecordSource for AppendLog {
-    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> Resolved<'g> {
+    type Record<'g> = RecordRef<'g>;
+
+    fn resolve<'g>(&'g self, address: Address, guard: &'g Guard) -> RecordRef<'g> {
         // Cannot fail: the index holds only addresses of records validated when they were
         // written or recovered, in segments that are retired only once no index table that
         // could hold them is reachable and every thread pinned then has unpinned (see
         // `Compactor::relocate`).
-        let record = self
-            .read_address(address, guard)
-            .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"));
-        Resolved {
-            key: record.key,
-            version: record.version,
-            live: record.kind == RecordKind::Put,
-        }
+        self.read_address(address, guard)
+            .unwrap_or_else(|e| panic!("the index holds an unreadable address: {e}"))
+    }
+
+    fn prefetch(&self, address: Address, guard: &Guard) {
+        self.prefetch_address(address, guard);
+    }
+}
+
+impl<'g> IndexedRecord<'g> for RecordRef<'g> {
+    fn key(&self) -> &'g [u8] {
+        self.key
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn is_live(&self) -> bool {
+        self.kind == RecordKind::Put
     }
 }
 
@@ -63,7 +77,7 @@ pub(crate) fn install(
     index: &Index,
     log: &AppendLog,
     record: Published<'_>,
-    live_bytes: &AtomicU64,
+    live_bytes: &StripedCount,
     guard: &Guard,
 ) -> Upserted {
     let live = record.kind == RecordKind::Put;
@@ -77,8 +91,7 @@ pub(crate) fn install(
     );
     if let Upserted::Installed { replaced } = result {
         let bytes = u64::from(record.record_bytes);
-        // Relaxed: statistics.
-        live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        live_bytes.add(bytes as i64);
         log.add_segment_live_bytes(record.position, bytes as i64, guard);
         if let Some(previous) = replaced {
             // Cannot fail: the index held this address under `guard` (see
@@ -87,8 +100,7 @@ pub(crate) fn install(
                 .read_address(previous.address, guard)
                 .expect("a replaced record is still readable under the guard");
             let old_bytes = u64::from(old.record_bytes);
-            // Relaxed: statistics, like the addition above.
-            live_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
+            live_bytes.add(-(old_bytes as i64));
             log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
         }
     }
@@ -102,10 +114,6 @@ pub(super) fn current<'g>(
     key: &[u8],
     guard: &'g Guard,
 ) -> Option<RecordRef<'g>> {
-    let address = index.get(key, log, guard)?;
-    // Cannot fail: see `RecordSource::resolve`.
-    let record = log
-        .read_address(address, guard)
-        .expect("the index holds only readable addresses");
+    let (_, record) = index.get_record(key, log, guard)?;
     (record.kind == RecordKind::Put).then_some(record)
 }

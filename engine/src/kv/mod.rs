@@ -32,12 +32,12 @@ use crate::index::{Index, IndexOptions};
 use crate::log::{AppendLog, RecordRef};
 use crate::options::{Options, SyncPolicy};
 use crate::recovery::{RecoveryReport, open_dir};
+use crate::stripes::StripedCount;
 
 use crate::compaction::Compactor;
 use crate::hints::write_hint;
-use crate::sync::Ordering;
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{Arc, AtomicU64, Mutex};
+use crate::sync::{Arc, Mutex};
 
 pub(crate) use self::install::Published;
 use self::install::{current, install};
@@ -85,7 +85,7 @@ struct Inner {
     report: RecoveryReport,
     sync_policy: SyncPolicy,
     /// Bytes of the records the index points at (puts and tombstones).
-    live_bytes: AtomicU64,
+    live_bytes: StripedCount,
     /// The last error the background thread met (a failed sync or hint write).
     background_error: Mutex<Option<String>>,
     compactor: Compactor,
@@ -102,7 +102,7 @@ impl Log {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         options.validate()?;
         let index = std::cell::OnceCell::new();
-        let live_bytes = AtomicU64::new(0);
+        let live_bytes = StripedCount::default();
         let size_index = |records: u64| {
             // Room for every record found at the default load factor, so rebuilding never
             // resizes (an upper bound: overwritten keys count once per version).
@@ -154,7 +154,7 @@ impl Log {
                 index: Index::new(index_options(&options)),
                 report: RecoveryReport::default(),
                 sync_policy: SyncPolicy::Never,
-                live_bytes: AtomicU64::new(0),
+                live_bytes: StripedCount::default(),
                 background_error: Mutex::new(None),
                 compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
             }),
@@ -310,11 +310,9 @@ impl Inner {
     }
 
     fn live_bytes(&self) -> u64 {
-        // Relaxed: statistics.
-        let bytes = self.live_bytes.load(Ordering::Relaxed);
         // A replacement's subtraction can land before the install's addition: transiently
-        // "negative" (wrapped), which reads as 0.
-        if bytes > i64::MAX as u64 { 0 } else { bytes }
+        // "negative", which reads as 0.
+        self.live_bytes.get()
     }
 
     /// Runs a compaction pass if the log is over its thresholds and no other thread is

@@ -93,8 +93,12 @@ impl Log {
     ) -> Result<u64> {
         let mut hold = self.inner.log.install_hold(appended.position);
         loop {
-            match self.install_appended(key, RecordKind::Put, appended) {
+            // One pin for the install and the hold's release (whose own pin then nests for
+            // the price of a counter), dropped before anything that may wait for the epoch.
+            let guard = epoch::pin();
+            match self.install_appended(key, RecordKind::Put, appended, &guard) {
                 Outcome::Superseded { by_tombstone: true } => {
+                    drop(guard);
                     // Copy the value while this record's hold still keeps its segment from
                     // being compacted away, then let it go (the assignment drops the old hold).
                     appended = again(appended)?;
@@ -102,6 +106,7 @@ impl Log {
                 }
                 Outcome::Installed { .. } | Outcome::Superseded { .. } => {
                     drop(hold);
+                    drop(guard);
                     self.after_write()?;
                     return Ok(appended.version);
                 }
@@ -111,7 +116,9 @@ impl Log {
 
     /// The follow-ups of a finished write: automatic compaction, the `EveryWrite` sync.
     fn after_write(&self) -> Result<()> {
-        self.inner.maybe_compact();
+        if self.inner.compactor.writer_should_check(&self.inner.log) {
+            self.inner.maybe_compact();
+        }
         if self.inner.sync_policy == SyncPolicy::EveryWrite {
             self.sync()?;
         }
@@ -120,8 +127,13 @@ impl Log {
 
     /// Installs a record appended with a hold. The caller holds it in an `InstallHold` and drops
     /// that once it no longer needs the record's segment, then runs [`Log::after_write`].
-    fn install_appended(&self, key: &[u8], kind: RecordKind, appended: Appended) -> Outcome {
-        let guard = epoch::pin();
+    fn install_appended(
+        &self,
+        key: &[u8],
+        kind: RecordKind,
+        appended: Appended,
+        guard: &epoch::Guard,
+    ) -> Outcome {
         let record = Published {
             key,
             position: appended.position,
@@ -134,7 +146,7 @@ impl Log {
             &self.inner.log,
             record,
             &self.inner.live_bytes,
-            &guard,
+            guard,
         ) {
             Upserted::Installed { replaced } => Outcome::Installed {
                 replaced_live: replaced.is_some_and(|previous| previous.live),
@@ -143,7 +155,7 @@ impl Log {
                 by_tombstone: self
                     .inner
                     .log
-                    .read_address(current, &guard)
+                    .read_address(current, guard)
                     .is_ok_and(|r| r.kind == RecordKind::Tombstone),
             },
         }
@@ -162,8 +174,10 @@ impl Log {
             }
             let appended = self.append_held(RecordKind::Tombstone, key, 0, |_| {})?;
             let hold = self.inner.log.install_hold(appended.position);
-            let outcome = self.install_appended(key, RecordKind::Tombstone, appended);
+            let guard = epoch::pin();
+            let outcome = self.install_appended(key, RecordKind::Tombstone, appended, &guard);
             drop(hold);
+            drop(guard);
             match outcome {
                 Outcome::Installed { replaced_live } => {
                     self.after_write()?;

@@ -41,21 +41,14 @@ impl AppendLog {
 
     /// Counts a record found by recovery in the log's totals.
     pub(crate) fn note_recovered(&self, record_bytes: u32) {
-        // Relaxed: statistics only.
-        self.counters.records.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .record_bytes
-            .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
+        self.counters.count_record(record_bytes);
     }
 
     /// Counts the bytes of aborted records found by recovery (or listed by a hint) in the
     /// log's totals, as the live log counts the aborted records it writes: retiring a segment
     /// takes out every non-padding record it holds.
     pub(crate) fn note_recovered_filler(&self, bytes: u64) {
-        // Relaxed: statistics only.
-        self.counters
-            .record_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
+        self.counters.count_bytes(bytes);
     }
 
     /// Sets where writing resumes after recovery, and where scans start.
@@ -123,14 +116,10 @@ impl AppendLog {
 
     /// Takes a reclaimed segment's records out of the log's totals.
     pub(crate) fn note_reclaimed_record_bytes(&self, bytes: u64) {
-        // Relaxed: statistics. Saturating: the totals count every non-padding record found at
-        // open or written since, so this never exceeds them; if it ever did, a wrapped total
-        // would make compaction due forever.
-        let _ = self.counters.record_bytes.fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |total| Some(total.saturating_sub(bytes)),
-        );
+        // The totals count every non-padding record found at open or written since, so this
+        // never takes them below zero; if it ever did, `Counters::record_bytes` reads 0 rather
+        // than a wrapped total that would make compaction due forever.
+        self.counters.uncount_bytes(bytes);
     }
 
     /// Moves the first segment past ids compaction removed, so scans and victim searches

@@ -44,6 +44,7 @@ use crate::address::{ADDRESS_BITS, Address};
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::segment::FIRST_RECORD_OFFSET;
+use crate::stripes::Striped;
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::read::read_record;
@@ -93,11 +94,70 @@ pub struct AppendStats {
 
 #[derive(Default)]
 struct Counters {
-    records: AtomicU64,
-    record_bytes: AtomicU64,
+    /// What every append adds to, striped so that writers on different cores do not share
+    /// the cache line (see `crate::stripes`).
+    written: Striped<Written>,
     aborted: AtomicU64,
     rollovers: AtomicU64,
     padding_bytes: AtomicU64,
+}
+
+/// One stripe of [`Counters::written`]: both counts an append adds to, on one cache line.
+#[derive(Default)]
+struct Written {
+    records: AtomicU64,
+    /// Wraps: compaction subtracts reclaimed bytes on whichever stripe its thread has.
+    record_bytes: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one record of `bytes`.
+    fn count_record(&self, bytes: u32) {
+        let written = self.written.mine();
+        // Relaxed: statistics only; the RMWs keep every count.
+        written.records.fetch_add(1, Ordering::Relaxed);
+        written
+            .record_bytes
+            .fetch_add(u64::from(bytes), Ordering::Relaxed);
+    }
+
+    /// Adds `bytes` to the record bytes alone (aborted records found by recovery).
+    fn count_bytes(&self, bytes: u64) {
+        // Relaxed: as `count_record`.
+        self.written
+            .mine()
+            .record_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes `bytes` out of the record bytes.
+    fn uncount_bytes(&self, bytes: u64) {
+        // Relaxed: as `count_record`.
+        self.written
+            .mine()
+            .record_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn records(&self) -> u64 {
+        // Relaxed: statistics, each stripe read on its own.
+        self.written
+            .all()
+            .map(|w| w.records.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// The record bytes: 0 if the stripes sum "negative" (reclaimed bytes subtracted before a
+    /// reader saw the appends that added them; never once writers are quiescent).
+    fn record_bytes(&self) -> u64 {
+        // Relaxed: as `records`.
+        let sum = self
+            .written
+            .all()
+            .map(|w| w.record_bytes.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add);
+        if sum > i64::MAX as u64 { 0 } else { sum }
+    }
 }
 
 /// The segmented append log. `Send + Sync`; every method takes `&self`.
@@ -245,12 +305,19 @@ impl AppendLog {
         Address::new(position & ((self.directory.slots() << self.shift) - 1))
     }
 
+    /// Segments rolled over since the log was opened: one Relaxed load of a counter written
+    /// once per segment, cheap enough for every write to look at.
+    pub(crate) fn rollovers(&self) -> u64 {
+        // Relaxed: statistics; a stale count only delays a compaction check by a few writes.
+        self.counters.rollovers.load(Ordering::Relaxed)
+    }
+
     /// Counters since the log was opened.
     pub fn stats(&self) -> AppendStats {
         // Relaxed: statistics, each counter read on its own.
         AppendStats {
-            records: self.counters.records.load(Ordering::Relaxed),
-            record_bytes: self.counters.record_bytes.load(Ordering::Relaxed),
+            records: self.counters.records(),
+            record_bytes: self.counters.record_bytes(),
             aborted: self.counters.aborted.load(Ordering::Relaxed),
             rollovers: self.counters.rollovers.load(Ordering::Relaxed),
             padding_bytes: self.counters.padding_bytes.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@ use seglog_format::{CommitWord, RecordHeader, RecordKind, record_layout};
 use super::{AppendLog, Appended, Counters};
 use crate::error::{Error, Result};
 use crate::segment::Segment;
-use crate::sync::Ordering;
+use crate::sync::{Ordering, thread_stripe};
 
 impl AppendLog {
     /// Appends a put record of `key` and `value`.
@@ -122,11 +122,7 @@ impl AppendLog {
             segment.hold_install();
         }
         publish(segment, offset, header.commit_word());
-        // Relaxed: statistics only.
-        self.counters.records.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .record_bytes
-            .fetch_add(u64::from(record_bytes), Ordering::Relaxed);
+        self.counters.count_record(record_bytes);
         Ok(Appended {
             position,
             version,
@@ -134,24 +130,26 @@ impl AppendLog {
         })
     }
 
-    /// The install hold of the record at `position`, appended with `hold: true`, as a guard
-    /// that releases it when dropped.
+    /// The install hold of the record at `position`, appended with `hold: true` on this
+    /// thread, as a guard that releases it when dropped.
     pub(crate) fn install_hold(&self, position: u64) -> InstallHold<'_> {
         InstallHold {
             log: self,
             position,
+            stripe: thread_stripe(),
+            _same_thread: std::marker::PhantomData,
         }
     }
 
-    /// Ends the hold `append_record(.., hold: true, ..)` took on the record at `position`, once
-    /// its index install is done.
-    pub(crate) fn release_hold(&self, position: u64) {
+    /// Ends the hold `append_record(.., hold: true, ..)` took on the record at `position` from
+    /// stripe `stripe`, once its index install is done.
+    fn release_hold(&self, position: u64, stripe: usize) {
         let guard = crate::sync::epoch::pin();
         let segment = self
             .directory
             .get(self.split(position).0, &guard)
             .expect("a held segment is never retired");
-        segment.release_install();
+        segment.release_install(stripe);
     }
 }
 
@@ -166,11 +164,15 @@ pub(super) fn publish(segment: &Segment, offset: usize, commit: CommitWord) {
 pub(crate) struct InstallHold<'a> {
     log: &'a AppendLog,
     position: u64,
+    /// The stripe the hold was taken on: this thread's (see `Segment::installs_pending`).
+    stripe: usize,
+    /// Not `Send`: made on the thread that appended, whose stripe holds the count.
+    _same_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for InstallHold<'_> {
     fn drop(&mut self) {
-        self.log.release_hold(self.position);
+        self.log.release_hold(self.position, self.stripe);
     }
 }
 
@@ -202,9 +204,6 @@ impl Drop for AbortOnUnwind<'_> {
         publish(self.segment, self.offset, header.commit_word());
         // Relaxed: statistics only.
         self.counters.aborted.fetch_add(1, Ordering::Relaxed);
-        self.counters.records.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .record_bytes
-            .fetch_add(u64::from(self.record_bytes), Ordering::Relaxed);
+        self.counters.count_record(self.record_bytes);
     }
 }

@@ -55,6 +55,15 @@ impl AppendLog {
         read_put_or_tombstone(segment, offset, self.position(segment.id(), offset))
     }
 
+    /// Starts loading the record at index `address` into the cache (see
+    /// `Segment::prefetch_record`); does nothing if no segment is there.
+    pub(crate) fn prefetch_address(&self, address: Address, guard: &Guard) {
+        let (slot, offset) = self.split(address.get());
+        if let Some(segment) = self.directory.in_slot(slot, guard) {
+            segment.prefetch_record(offset as usize);
+        }
+    }
+
     /// Iterates over the published puts and tombstones in log order, from the oldest segment,
     /// skipping padding and aborted records, and stopping at the first position not yet
     /// published. The guard must come from [`crate::pin`] (or [`crate::Pinned::guard`]).

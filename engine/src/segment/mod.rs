@@ -26,6 +26,7 @@ mod recycle;
 
 pub(crate) use self::file::map_allocation_error;
 pub(crate) use self::recycle::RecyclePool;
+use crate::stripes::Striped;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 enum Backing {
@@ -41,6 +42,17 @@ enum Backing {
     },
 }
 
+/// One stripe of a segment's writer counts.
+#[derive(Default)]
+struct SegmentCounts {
+    /// Bytes of this segment's records that the index points at (compaction's live ratio);
+    /// wraps, since a replacement subtracts on the replacing thread's stripe.
+    live_bytes: AtomicU64,
+    /// Records published here whose index install has not finished (see
+    /// `AppendLog::append_record`'s `hold`), taken and released on this stripe.
+    pending_installs: AtomicU64,
+}
+
 /// A mapped segment.
 pub(crate) struct Segment {
     id: u64,
@@ -48,11 +60,9 @@ pub(crate) struct Segment {
     len: usize,
     base: *mut u8,
     backing: Backing,
-    /// Bytes of this segment's records that the index points at (compaction's live ratio).
-    live_bytes: AtomicU64,
-    /// Records published here whose index install has not finished (see
-    /// `AppendLog::append_record`'s `hold`).
-    pending_installs: AtomicU64,
+    /// What the writers of this segment count, striped: every put adds to both on the
+    /// segment it writes, so one shared counter would be a line every core writes.
+    counts: Striped<SegmentCounts>,
     /// The lowest version of any record in the segment (`u64::MAX` if none): a tombstone may
     /// be dropped only when no segment holds anything older.
     min_version: AtomicU64,
@@ -91,8 +101,7 @@ impl Segment {
             len,
             base,
             backing,
-            live_bytes: AtomicU64::new(0),
-            pending_installs: AtomicU64::new(0),
+            counts: Striped::new(),
             min_version: AtomicU64::new(u64::MAX),
             delete_on_drop: AtomicBool::new(false),
             retired: AtomicBool::new(false),
@@ -136,7 +145,11 @@ impl Segment {
     /// Bytes of records in this segment that are current for their key.
     pub(crate) fn live_bytes(&self) -> u64 {
         // Relaxed: an estimate for choosing compaction victims.
-        let bytes = self.live_bytes.load(Ordering::Relaxed);
+        let bytes = self
+            .counts
+            .all()
+            .map(|counts| counts.live_bytes.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add);
         // A replacement's subtraction can land before the install's addition: transiently
         // "negative" (wrapped), which reads as 0.
         if bytes > i64::MAX as u64 { 0 } else { bytes }
@@ -145,27 +158,46 @@ impl Segment {
     /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes.
     pub(crate) fn add_live_bytes(&self, delta: i64) {
         // Relaxed: an estimate; exact once writers are quiescent.
-        self.live_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+        self.counts
+            .mine()
+            .live_bytes
+            .fetch_add(delta as u64, Ordering::Relaxed);
     }
 
-    /// Counts a record about to be published whose index install is still to come.
+    /// Counts a record about to be published whose index install is still to come, on this
+    /// thread's stripe; [`Segment::release_install`] must be given the same stripe.
     pub(crate) fn hold_install(&self) {
         // Relaxed: the commit word's Release store that follows publishes the increment to a
         // compactor that Acquire-loads the commit word before reading this counter.
-        self.pending_installs.fetch_add(1, Ordering::Relaxed);
+        self.counts
+            .mine()
+            .pending_installs
+            .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Ends a hold once the record's index install is done.
-    pub(crate) fn release_install(&self) {
+    /// Ends a hold once the record's index install is done. `stripe` is the
+    /// [`crate::sync::thread_stripe`] of the thread that took the hold.
+    pub(crate) fn release_install(&self, stripe: usize) {
         // Release: pairs with the Acquire load in `installs_pending`, so a compactor that reads
         // zero also sees the index entry the install wrote.
-        self.pending_installs.fetch_sub(1, Ordering::Release);
+        self.counts
+            .stripe(stripe)
+            .pending_installs
+            .fetch_sub(1, Ordering::Release);
     }
 
     /// Whether some record published here still awaits its index install.
+    ///
+    /// The stripes are read one at a time, and that is enough: a hold is taken and released
+    /// on one stripe, so no stripe's count is ever below the number of holds on it still
+    /// open. A record the caller saw published (Acquire on its commit word) had its hold
+    /// taken before that publish, so the caller's read of the hold's stripe sees the
+    /// increment, and reads at least 1 until the release, whatever other stripes hold.
     pub(crate) fn installs_pending(&self) -> bool {
         // Acquire: pairs with the Release in `release_install`.
-        self.pending_installs.load(Ordering::Acquire) != 0
+        self.counts
+            .all()
+            .any(|counts| counts.pending_installs.load(Ordering::Acquire) != 0)
     }
 
     /// The lowest version of any record written to the segment.
@@ -181,6 +213,14 @@ impl Segment {
 
     /// Notes that a record of `version` was written to the segment.
     pub(crate) fn note_version(&self, version: u64) {
+        // Versions mostly grow with positions, so after a segment's first record the minimum
+        // is almost always lower already: a load, which leaves the line shared between the
+        // writers' cores, instead of an RMW on every append. Relaxed is enough for the
+        // shortcut: this load happens-before the record's publish, so by read-read coherence
+        // whoever Acquires that publish reads a minimum at least as low as the one seen here.
+        if self.min_version.load(Ordering::Relaxed) <= version {
+            return;
+        }
         // Release: pairs with the Acquire in `min_version`.
         self.min_version.fetch_min(version, Ordering::Release);
     }
@@ -280,6 +320,31 @@ impl Segment {
         self.track(offset, len, false);
         // SAFETY: in bounds and immutable for the segment's lifetime (the contract).
         unsafe { std::slice::from_raw_parts(self.base.add(offset), len) }
+    }
+
+    /// Asks the CPU to start loading the cache lines of a record header and a short key at
+    /// `offset`, for a caller about to read them. Only a hint: it reads nothing, cannot fault,
+    /// and does nothing under loom or off x86-64.
+    #[inline]
+    pub(crate) fn prefetch_record(&self, offset: usize) {
+        #[cfg(all(target_arch = "x86_64", not(seglog_loom)))]
+        if offset < self.len {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            // The header (40 bytes) and a key of up to 24 bytes end within 64 bytes of the
+            // record's start, which may straddle two lines.
+            let last = (offset + 63).min(self.len - 1);
+            // `wrapping_add`: computing the address is all a prefetch needs; it is never
+            // dereferenced, and both offsets are inside the mapping anyway.
+            let first = self.base.wrapping_add(offset).cast::<i8>();
+            let second = self.base.wrapping_add(last).cast::<i8>();
+            // SAFETY: a prefetch has no memory effects and never faults, whatever the address.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(first);
+                _mm_prefetch::<_MM_HINT_T0>(second);
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(seglog_loom))))]
+        let _ = offset;
     }
 
     /// Flushes `len` bytes from `offset` to stable storage (a no-op on the heap).
