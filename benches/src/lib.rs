@@ -10,6 +10,7 @@
 //!   the same bytes can physically be on this machine.
 //! - [`scenarios`]: the seed's five concurrent scenarios, run by `seglog bench`.
 //! - [`alloc`]: a counting global allocator for the bytes-per-key report.
+//! - [`ycsb`]: the YCSB core workloads A, B and C, uniform and Zipfian.
 //!
 //! The peers (papaya, scc, dashmap, crossbeam-skiplist, fjall, redb) live with the criterion
 //! benches (`benches/peers/`), so the CLI does not compile them.
@@ -20,3 +21,4 @@ pub mod scenarios;
 pub mod seed_design;
 pub mod store;
 pub mod workload;
+pub mod ycsb;

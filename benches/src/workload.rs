@@ -40,7 +40,7 @@ pub fn key(id: u64) -> [u8; KEY_BYTES] {
     key
 }
 
-/// The value sizes the benches compare.
+/// The value sizes the benches compare (every one at least 16 bytes, for the stamp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ValueSize {
     /// 16 bytes: an id-sized value.
@@ -49,11 +49,17 @@ pub enum ValueSize {
     B128,
     /// 3 KiB: one 768-float embedding.
     Embedding,
+    /// 100 bytes: YCSB's record size in FASTER's evaluation.
+    B100,
+    /// 1 KiB: YCSB's default record (ten 100-byte fields).
+    KiB1,
 }
 
 impl ValueSize {
     /// Every size, smallest first.
     pub const ALL: [ValueSize; 3] = [ValueSize::B16, ValueSize::B128, ValueSize::Embedding];
+    /// The sizes of the YCSB workloads (`benches/ycsb.rs`).
+    pub const YCSB: [ValueSize; 2] = [ValueSize::B100, ValueSize::KiB1];
 
     /// The value's length in bytes.
     pub const fn bytes(self) -> usize {
@@ -61,6 +67,8 @@ impl ValueSize {
             ValueSize::B16 => 16,
             ValueSize::B128 => 128,
             ValueSize::Embedding => EMBEDDING_BYTES,
+            ValueSize::B100 => 100,
+            ValueSize::KiB1 => 1024,
         }
     }
 
@@ -70,6 +78,8 @@ impl ValueSize {
             ValueSize::B16 => "16B",
             ValueSize::B128 => "128B",
             ValueSize::Embedding => "3KiB",
+            ValueSize::B100 => "100B",
+            ValueSize::KiB1 => "1KiB",
         }
     }
 }
