@@ -113,6 +113,9 @@ pub(crate) trait IndexedRecord<'g>: Copy {
     fn version(&self) -> u64;
     /// A put (true) or a tombstone (false).
     fn is_live(&self) -> bool;
+    /// The record's length in the log. The index only hands it back (in [`Previous`]), so that
+    /// the caller's space accounting need not read the replaced record again.
+    fn bytes(&self) -> u32;
 }
 
 /// Sizing and hashing of an [`Index`].
@@ -165,14 +168,17 @@ pub(crate) enum Upserted {
     /// Our entry is now current; `replaced` is the entry it replaced for this key, if any.
     Installed { replaced: Option<Previous> },
     /// A record with a higher (version, address) was already current; nothing changed.
-    Superseded { current: Address },
+    /// `live`: whether that record is a put.
+    Superseded { current: Address, live: bool },
 }
 
-/// The entry an install replaced.
+/// The entry an install replaced: its address, whether it was a put, and its length in the
+/// log ([`IndexedRecord::bytes`]), as the install's probe resolved it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Previous {
     pub address: Address,
     pub live: bool,
+    pub bytes: u32,
 }
 
 /// A snapshot of the index's size, for metrics.

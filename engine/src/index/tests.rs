@@ -66,6 +66,16 @@ impl<'g> IndexedRecord<'g> for Resolved<'g> {
     fn is_live(&self) -> bool {
         self.live
     }
+
+    fn bytes(&self) -> u32 {
+        record_bytes(self.key)
+    }
+}
+
+/// The length the arena reports for a record of `key`: something the index must hand back
+/// unchanged in `Previous::bytes`.
+fn record_bytes(key: &[u8]) -> u32 {
+    40 + key.len() as u32
 }
 
 impl RecordSource for Arena {
@@ -206,13 +216,15 @@ fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<Model>) {
             Op::Upsert { key, version, live } => {
                 let address = arena.push(&model_key(key), version, live);
                 let expect = match model.get(&key) {
-                    Some(&(v, a, _)) if (v, a) >= (version, address) => {
-                        Upserted::Superseded { current: a }
-                    }
+                    Some(&(v, a, l)) if (v, a) >= (version, address) => Upserted::Superseded {
+                        current: a,
+                        live: l,
+                    },
                     previous => {
                         let replaced = previous.map(|&(_, a, l)| Previous {
                             address: a,
                             live: l,
+                            bytes: record_bytes(&model_key(key)),
                         });
                         model.insert(key, (version, address, live));
                         Upserted::Installed { replaced }
@@ -329,7 +341,10 @@ fn upsert_of_equal_version_and_address_is_superseded() {
     );
     assert_eq!(
         index.upsert(b"k", address, 3, true, &arena, guard),
-        Upserted::Superseded { current: address }
+        Upserted::Superseded {
+            current: address,
+            live: true
+        }
     );
     assert_eq!(index.len(), 1);
     assert_eq!(index.get(b"other", &arena, guard), None);
@@ -378,13 +393,18 @@ fn concurrent_disjoint_keys_resolve_to_highest_version() {
                         let replaced = Some(Previous {
                             address: *v1,
                             live: true,
+                            bytes: record_bytes(key),
                         });
                         assert_eq!(second, Upserted::Installed { replaced });
                     } else {
                         let first = index.upsert(key, *v2, 2, i % 5 != 0, arena, guard);
                         assert_eq!(first, Upserted::Installed { replaced: None });
                         let second = index.upsert(key, *v1, 1, true, arena, guard);
-                        assert_eq!(second, Upserted::Superseded { current: *v2 });
+                        let current = Upserted::Superseded {
+                            current: *v2,
+                            live: i % 5 != 0,
+                        };
+                        assert_eq!(second, current);
                     }
                 }
             });
@@ -558,8 +578,9 @@ fn shared_keys_scenario(seed: u64) {
                 );
                 assert_eq!(arena.record(previous.address).key, keys[k]);
                 assert_eq!(previous.live, arena.record(previous.address).live);
+                assert_eq!(previous.bytes, record_bytes(&keys[k]));
             }
-            Upserted::Superseded { current } => assert_eq!(arena.record(current).key, keys[k]),
+            Upserted::Superseded { current, .. } => assert_eq!(arena.record(current).key, keys[k]),
         }
     }
     for (from, _) in &relocated {

@@ -106,7 +106,7 @@ impl Index {
                 } else if let Some(current) =
                     resolve_if_key(entry, write.hash, write.key, source, guard)
                 {
-                    self.write_at_key(slot, entry, current.version(), current.is_live(), write)
+                    self.write_at_key(slot, entry, &current, write)
                         .map(Step::Done)
                 } else {
                     break;
@@ -158,16 +158,16 @@ impl Index {
         Ok(Step::Done(WriteOutcome::Upserted(upserted)))
     }
 
-    /// At K's unfrozen slot holding `current` (a record of `current_version`, live or not):
-    /// compare and CAS. `Err` carries what the slot holds after a lost CAS.
-    fn write_at_key(
+    /// At K's unfrozen slot holding `current`, whose record is `record`: compare and CAS.
+    /// `Err` carries what the slot holds after a lost CAS.
+    fn write_at_key<'g>(
         &self,
         slot: &Slot,
         current: Entry,
-        current_version: u64,
-        current_live: bool,
+        record: &impl IndexedRecord<'g>,
         write: &Write<'_>,
     ) -> Result<WriteOutcome, Entry> {
+        let (current_version, current_live) = (record.version(), record.is_live());
         let current_address = current.address().expect("a key's entry has an address");
         let new_address = write.new.address().expect("a new entry has an address");
         match write.op {
@@ -175,6 +175,7 @@ impl Index {
                 if (current_version, current_address) >= (version, new_address) {
                     let superseded = Upserted::Superseded {
                         current: current_address,
+                        live: current_live,
                     };
                     return Ok(WriteOutcome::Upserted(superseded));
                 }
@@ -186,6 +187,7 @@ impl Index {
                 let replaced = Some(Previous {
                     address: current_address,
                     live: current_live,
+                    bytes: record.bytes(),
                 });
                 self.account_install(replaced, live);
                 Ok(WriteOutcome::Upserted(Upserted::Installed { replaced }))

@@ -38,6 +38,10 @@ impl<'g> IndexedRecord<'g> for RecordRef<'g> {
     fn is_live(&self) -> bool {
         self.kind == RecordKind::Put
     }
+
+    fn bytes(&self) -> u32 {
+        self.record_bytes
+    }
 }
 
 /// How a write's install went.
@@ -94,14 +98,9 @@ pub(crate) fn install(
         live_bytes.add(bytes as i64);
         log.add_segment_live_bytes(record.position, bytes as i64, guard);
         if let Some(previous) = replaced {
-            // Cannot fail: the index held this address under `guard` (see
-            // `RecordSource::resolve`).
-            let old = log
-                .read_address(previous.address, guard)
-                .expect("a replaced record is still readable under the guard");
-            let old_bytes = u64::from(old.record_bytes);
-            live_bytes.add(-(old_bytes as i64));
-            log.add_segment_live_bytes(old.position, -(old_bytes as i64), guard);
+            let old_bytes = i64::from(previous.bytes);
+            live_bytes.add(-old_bytes);
+            log.add_address_live_bytes(previous.address, -old_bytes, guard);
         }
     }
     result

@@ -155,12 +155,8 @@ impl Log {
             Upserted::Installed { replaced } => Outcome::Installed {
                 replaced_live: replaced.is_some_and(|previous| previous.live),
             },
-            Upserted::Superseded { current } => Outcome::Superseded {
-                by_tombstone: self
-                    .inner
-                    .log
-                    .read_address(current, guard)
-                    .is_ok_and(|r| r.kind == RecordKind::Tombstone),
+            Upserted::Superseded { live, .. } => Outcome::Superseded {
+                by_tombstone: !live,
             },
         }
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::AppendLog;
 use super::read::read_record;
 use super::tail::Tail;
+use crate::address::Address;
 use crate::error::{Error, Result};
 use crate::segment::{FIRST_RECORD_OFFSET, Segment};
 use crate::sync::Ordering;
@@ -110,6 +111,15 @@ impl AppendLog {
     /// Adds `delta` to the live bytes of the segment holding `position`.
     pub(crate) fn add_segment_live_bytes(&self, position: u64, delta: i64, guard: &Guard) {
         if let Some(segment) = self.directory.get(self.split(position).0, guard) {
+            segment.add_live_bytes(delta);
+        }
+    }
+
+    /// Adds `delta` to the live bytes of the segment in index address `address`'s ring slot
+    /// (the segment the address names while the caller is pinned).
+    pub(crate) fn add_address_live_bytes(&self, address: Address, delta: i64, guard: &Guard) {
+        let (slot, _) = self.split(address.get());
+        if let Some(segment) = self.directory.in_slot(slot, guard) {
             segment.add_live_bytes(delta);
         }
     }
