@@ -49,7 +49,7 @@ impl Directory {
     /// A directory of `slots` ring slots (a power of two) holding at most `max_segments`
     /// (`<= slots`) segments at once.
     pub(crate) fn new(max_segments: u64, slots: u64) -> Self {
-        debug_assert!(slots.is_power_of_two() && max_segments <= slots);
+        assert!(slots.is_power_of_two() && max_segments <= slots);
         let chunks = (slots as usize).div_ceil(CHUNK_SLOTS);
         Self {
             chunks: (0..chunks).map(|_| Atomic::null()).collect(),
@@ -68,14 +68,20 @@ impl Directory {
         self.slots
     }
 
+    /// The ring slot of segment `id` (or of a tail's segment bits): `id % slots`, as a mask,
+    /// since `slots` is a power of two (a division would cost more than the rest of a lookup).
+    pub(crate) fn ring_slot(&self, id: u64) -> u64 {
+        id & (self.slots - 1)
+    }
+
     /// Whether segment `id` could be installed now: its ring slot is free and the directory is
     /// below `max_segments`. (A hint: `install` decides.)
     pub(crate) fn has_room_for(&self, id: u64, guard: &Guard) -> bool {
-        self.count() < self.max_segments && self.in_slot(id % self.slots, guard).is_none()
+        self.count() < self.max_segments && self.in_slot(self.ring_slot(id), guard).is_none()
     }
 
     fn slot<'g>(&self, id: u64, guard: &'g Guard, create: bool) -> Option<&'g Atomic<Segment>> {
-        let ring = id % self.slots;
+        let ring = self.ring_slot(id);
         let (chunk_index, slot_index) = (ring as usize / CHUNK_SLOTS, ring as usize % CHUNK_SLOTS);
         let chunk_ptr = &self.chunks[chunk_index];
         // Acquire: pairs with the Release CAS below that installed the chunk, so its slots are
@@ -106,7 +112,7 @@ impl Directory {
 
     /// The segment with `id`, if installed.
     pub(crate) fn get<'g>(&self, id: u64, guard: &'g Guard) -> Option<&'g Segment> {
-        self.in_slot(id % self.slots, guard)
+        self.in_slot(self.ring_slot(id), guard)
             .filter(|segment| segment.id() == id)
     }
 

@@ -163,7 +163,7 @@ impl AppendLog {
         let backoff = Backoff::new();
         loop {
             let tail = self.tail.load();
-            let slot = tail.segment() % self.directory.slots();
+            let slot = self.directory.ring_slot(tail.segment());
             if let Some(segment) = self.directory.in_slot(slot, guard) {
                 return (segment.id(), tail.offset());
             }
@@ -179,7 +179,7 @@ impl AppendLog {
     /// pinned at the time has unpinned: a thread that read the tail while pinned finds it.
     pub(super) fn tail_segment<'g>(&self, bits: u64, guard: &'g Guard) -> &'g Segment {
         self.directory
-            .in_slot(bits % self.directory.slots(), guard)
+            .in_slot(self.directory.ring_slot(bits), guard)
             .expect("the tail's segment is installed before the tail moves to it")
     }
 
