@@ -30,7 +30,7 @@ use harness::Harness;
 use seglog_benches::floor::Floor;
 use seglog_benches::seed_design::SeedStore;
 use seglog_benches::store::{KvStore, SeglogStore};
-use seglog_benches::workload::{Run, ValueSize, Workload, preload, timed};
+use seglog_benches::workload::{Run, ValueSize, Workload, preload_reported, timed};
 
 const THREADS: [usize; 2] = [1, 2];
 /// Blocks the seed design's fixed map keeps beyond the loaded keys, for the puts of `mixed` and
@@ -161,14 +161,7 @@ fn loaded_benches(c: &mut Criterion, harness: &Harness, size: ValueSize, keys: u
         });
         let mut store = wanted.then(|| {
             let store = subject.build(size, keys, SEED_HEADROOM_BLOCKS);
-            let started = std::time::Instant::now();
-            preload(store.as_ref(), keys, size);
-            eprintln!(
-                "loaded {keys} keys of {} into {} in {:.1?}",
-                size.label(),
-                subject.label(),
-                started.elapsed()
-            );
+            preload_reported(store.as_ref(), subject.label(), keys, size);
             store
         });
         for workload in LOADED {

@@ -15,7 +15,7 @@ mod peers;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use harness::Harness;
 use seglog_benches::store::{KvStore, SeglogStore};
-use seglog_benches::workload::{ValueSize, preload};
+use seglog_benches::workload::{ValueSize, preload_reported};
 use seglog_benches::ycsb::{KeyChoice, YcsbRun, YcsbWorkload, ZIPFIAN_THETA, Zipfian, timed_ycsb};
 
 const THREADS: [usize; 2] = [1, 2];
@@ -97,14 +97,7 @@ fn main() {
                 continue;
             }
             let mut store = subject.build();
-            let started = std::time::Instant::now();
-            preload(store.as_ref(), keys, size);
-            eprintln!(
-                "loaded {keys} keys of {} into {} in {:.1?}",
-                size.label(),
-                subject.label(),
-                started.elapsed()
-            );
+            preload_reported(store.as_ref(), subject.label(), keys, size);
             for workload in YcsbWorkload::ALL {
                 for choice in KeyChoice::ALL {
                     let mut group = c.benchmark_group(format!(

@@ -208,6 +208,17 @@ pub fn preload<S: KvStore + ?Sized>(store: &S, keys: u64, size: ValueSize) {
     run_threads(2, keys, |_, ids| store.load_range(ids, size));
 }
 
+/// [`preload`]s `store` and says on stderr how long it took (`subject` names it).
+pub fn preload_reported<S: KvStore + ?Sized>(store: &S, subject: &str, keys: u64, size: ValueSize) {
+    let started = Instant::now();
+    preload(store, keys, size);
+    eprintln!(
+        "loaded {keys} keys of {} into {subject} in {:.1?}",
+        size.label(),
+        started.elapsed()
+    );
+}
+
 /// Gets that found nothing while their key was being overwritten, in stores whose overwrites
 /// are not atomic (see [`KvStore::overwrites_atomically`]); reported by the benches.
 pub static TOLERATED_MISSES: AtomicU64 = AtomicU64::new(0);

@@ -61,6 +61,14 @@ impl<T> std::fmt::Debug for Striped<T> {
     }
 }
 
+/// The sum of stripes that each wrap (a count that goes down on another stripe than the one it
+/// went up on), or 0 if the sum is "negative": a subtraction seen before the addition it undoes,
+/// possible only while writers run.
+pub(crate) fn signed_sum(stripes: impl Iterator<Item = u64>) -> u64 {
+    let sum = stripes.fold(0u64, u64::wrapping_add);
+    if sum > i64::MAX as u64 { 0 } else { sum }
+}
+
 /// A striped byte or record count that may go down as well as up: each stripe wraps, and the
 /// sum of the stripes is the count.
 #[derive(Default)]
@@ -74,13 +82,9 @@ impl StripedCount {
         self.0.mine().fetch_add(delta as u64, Ordering::Relaxed);
     }
 
-    /// The count: the stripes' wrapping sum, 0 if that is "negative" (a subtraction seen before
-    /// the addition it undoes, possible only while writers run).
+    /// The count: the stripes' [`signed_sum`].
     pub(crate) fn get(&self) -> u64 {
         // Relaxed: statistics, as `add`.
-        let sum = self.0.all().fold(0u64, |sum, stripe| {
-            sum.wrapping_add(stripe.load(Ordering::Relaxed))
-        });
-        if sum > i64::MAX as u64 { 0 } else { sum }
+        signed_sum(self.0.all().map(|stripe| stripe.load(Ordering::Relaxed)))
     }
 }

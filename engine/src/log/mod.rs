@@ -44,7 +44,7 @@ use crate::address::{ADDRESS_BITS, Address};
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::segment::FIRST_RECORD_OFFSET;
-use crate::stripes::Striped;
+use crate::stripes::{Striped, signed_sum};
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::read::read_record;
@@ -151,12 +151,11 @@ impl Counters {
     /// reader saw the appends that added them; never once writers are quiescent).
     fn record_bytes(&self) -> u64 {
         // Relaxed: as `records`.
-        let sum = self
-            .written
-            .all()
-            .map(|w| w.record_bytes.load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add);
-        if sum > i64::MAX as u64 { 0 } else { sum }
+        signed_sum(
+            self.written
+                .all()
+                .map(|w| w.record_bytes.load(Ordering::Relaxed)),
+        )
     }
 }
 

@@ -26,7 +26,7 @@ mod recycle;
 
 pub(crate) use self::file::map_allocation_error;
 pub(crate) use self::recycle::RecyclePool;
-use crate::stripes::Striped;
+use crate::stripes::{Striped, signed_sum};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 enum Backing {
@@ -144,15 +144,13 @@ impl Segment {
 
     /// Bytes of records in this segment that are current for their key.
     pub(crate) fn live_bytes(&self) -> u64 {
-        // Relaxed: an estimate for choosing compaction victims.
-        let bytes = self
-            .counts
-            .all()
-            .map(|counts| counts.live_bytes.load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add);
-        // A replacement's subtraction can land before the install's addition: transiently
-        // "negative" (wrapped), which reads as 0.
-        if bytes > i64::MAX as u64 { 0 } else { bytes }
+        // Relaxed: an estimate for choosing compaction victims. A replacement's subtraction can
+        // land before the install's addition: transiently "negative", which reads as 0.
+        signed_sum(
+            self.counts
+                .all()
+                .map(|c| c.live_bytes.load(Ordering::Relaxed)),
+        )
     }
 
     /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes.
