@@ -78,15 +78,15 @@ pub(crate) fn live_tables_count() -> usize {
 
 use std::hash::{BuildHasher, Hasher};
 
-use crossbeam_utils::CachePadded;
 use foldhash::quality::FixedState;
 
 use self::entry::{Entry, KeyHash};
 use self::table::{Chain, Probe, Table};
 use self::write::{WriteOp, WriteOutcome};
 use crate::address::Address;
+use crate::stripes::StripedCount;
 use crate::sync::epoch::{self, Guard};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// What the index needs from the log.
 pub(crate) trait RecordSource {
@@ -201,9 +201,10 @@ pub(crate) struct Index {
     chain: Chain,
     hasher: FixedState,
     load_factor: f64,
-    /// Keys whose current entry is a put. Wraps transiently below zero when a put's −1 lands
-    /// before the +1 of the install it replaced (see [`Index::len`]).
-    live_keys: CachePadded<AtomicUsize>,
+    /// Keys whose current entry is a put, striped (every new key bumps it). Sums transiently
+    /// below zero when a put's −1 lands before the +1 of the install it replaced (see
+    /// [`Index::len`]).
+    live_keys: StripedCount,
     resizes: AtomicU64,
 }
 
@@ -214,7 +215,7 @@ impl Index {
             chain: Chain::new(Table::new(options.capacity(), load_factor)),
             hasher: FixedState::with_seed(options.seed),
             load_factor,
-            live_keys: CachePadded::new(AtomicUsize::new(0)),
+            live_keys: StripedCount::default(),
             resizes: AtomicU64::new(0),
         }
     }
@@ -324,15 +325,9 @@ impl Index {
 
     /// Number of keys whose current entry is live (a put). Exact when no operation is in flight.
     pub(crate) fn len(&self) -> usize {
-        // Relaxed: a statistic. Quiescence (threads joined) supplies the happens-before that
-        // makes it exact.
-        let count = self.live_keys.load(Ordering::Relaxed);
-        // A transiently "negative" count (see the field) reads as 0.
-        if count > isize::MAX as usize {
-            0
-        } else {
-            count
-        }
+        // A statistic: quiescence (threads joined) supplies the happens-before that makes it
+        // exact; a transiently "negative" count (see the field) reads as 0.
+        self.live_keys.get() as usize
     }
 
     /// Calls `f` once per distinct key present in the index (live or tombstoned), with the
@@ -402,14 +397,11 @@ impl Index {
     /// liveness `live`.
     fn account_install(&self, replaced: Option<Previous>, live: bool) {
         let was_live = replaced.is_some_and(|previous| previous.live);
-        // Relaxed: a counter; it orders nothing. The RMWs keep every adjustment.
+        // A counter; it orders nothing (`StripedCount::add` is Relaxed), and the RMWs keep every
+        // adjustment.
         match (was_live, live) {
-            (false, true) => {
-                self.live_keys.fetch_add(1, Ordering::Relaxed);
-            }
-            (true, false) => {
-                self.live_keys.fetch_sub(1, Ordering::Relaxed);
-            }
+            (false, true) => self.live_keys.add(1),
+            (true, false) => self.live_keys.add(-1),
             _ => {}
         }
     }
