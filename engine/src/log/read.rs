@@ -105,19 +105,38 @@ pub struct RecordRef<'g> {
 /// The put or tombstone at `offset` of `segment` (whose position is `position`), or
 /// `NoRecord` saying why there is none: the shared end of [`AppendLog::read_at`] and
 /// [`AppendLog::read_address`].
+///
+/// The path of every `get` and index probe, so it checks each thing once: the commit word
+/// (published, a put or tombstone), that the record fits the segment, then `decode_record`'s
+/// structure checks (lengths, position, salt), which are what make the slices it returns safe.
+/// [`read_record`]'s padding cases cannot arise for a put or tombstone.
 fn read_put_or_tombstone(segment: &Segment, offset: u64, position: u64) -> Result<RecordRef<'_>> {
     let no_record = |reason: String| Error::NoRecord { position, reason };
     if offset < FIRST_RECORD_OFFSET as u64 || !offset.is_multiple_of(8) {
         return Err(no_record("not a record boundary".into()));
     }
-    match read_record(segment, offset as usize, position) {
-        Ok(Some(record)) => match record.kind {
-            RecordKind::Put | RecordKind::Tombstone => Ok(record),
-            kind => Err(no_record(format!("position holds a {kind:?} record"))),
-        },
-        Ok(None) => Err(no_record("nothing is published there".into())),
-        Err(error) => Err(no_record(format!("no valid record starts there ({error})"))),
+    let offset = offset as usize;
+    // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
+    let commit = segment.commit(offset).published();
+    let record_bytes = match commit.decode() {
+        Ok((RecordKind::Put | RecordKind::Tombstone, record_bytes)) => record_bytes as usize,
+        Ok((kind, _)) => return Err(no_record(format!("position holds a {kind:?} record"))),
+        Err(RecordError::Unwritten) => return Err(no_record("nothing is published there".into())),
+        Err(error) => return Err(no_record(format!("no valid record starts there ({error})"))),
+    };
+    if record_bytes > segment.len() - offset {
+        let error = RecordError::Truncated {
+            needed: record_bytes as u64,
+            available: (segment.len() - offset) as u64,
+        };
+        return Err(no_record(format!("no valid record starts there ({error})")));
     }
+    // SAFETY: in bounds (checked), and published: the Acquire load above returned the commit
+    // word its writer stored with Release after writing these bytes.
+    let bytes = unsafe { segment.slice(offset, record_bytes) };
+    decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
+        .map(|view| RecordRef::from_view(position, &view))
+        .map_err(|error| no_record(format!("no valid record starts there ({error})")))
 }
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
