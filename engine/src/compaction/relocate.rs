@@ -30,21 +30,15 @@ pub(crate) fn relocate_record(
         |buf| buf.copy_from_slice(record.value),
     )?;
     let hold = log.install_hold(copy.position);
-    let switched = replace(
-        index,
-        record.key,
-        address,
-        log.address_of(copy.position),
-        log,
-        guard,
-    );
+    let copy_address = log.address_of(copy.position);
+    let switched = replace(index, record.key, address, copy_address, log, guard);
     drop(hold);
     if !switched {
         return Ok(None);
     }
     let bytes = i64::from(record.record_bytes);
-    log.add_segment_live_bytes(record.position, -bytes, guard);
-    log.add_segment_live_bytes(copy.position, bytes, guard);
+    log.add_live_bytes_at(address, -bytes, guard);
+    log.add_live_bytes_at(copy_address, bytes, guard);
     Ok(Some(copy))
 }
 

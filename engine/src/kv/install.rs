@@ -85,22 +85,16 @@ pub(crate) fn install(
     guard: &Guard,
 ) -> Upserted {
     let live = record.kind == RecordKind::Put;
-    let result = index.upsert(
-        record.key,
-        log.address_of(record.position),
-        record.version,
-        live,
-        log,
-        guard,
-    );
+    let address = log.address_of(record.position);
+    let result = index.upsert(record.key, address, record.version, live, log, guard);
     if let Upserted::Installed { replaced } = result {
-        let bytes = u64::from(record.record_bytes);
-        live_bytes.add(bytes as i64);
-        log.add_segment_live_bytes(record.position, bytes as i64, guard);
+        let bytes = i64::from(record.record_bytes);
+        live_bytes.add(bytes);
+        log.add_live_bytes_at(address, bytes, guard);
         if let Some(previous) = replaced {
             let old_bytes = i64::from(previous.bytes);
             live_bytes.add(-old_bytes);
-            log.add_address_live_bytes(previous.address, -old_bytes, guard);
+            log.add_live_bytes_at(previous.address, -old_bytes, guard);
         }
     }
     result

@@ -108,16 +108,10 @@ impl AppendLog {
         self.indexed = true;
     }
 
-    /// Adds `delta` to the live bytes of the segment holding `position`.
-    pub(crate) fn add_segment_live_bytes(&self, position: u64, delta: i64, guard: &Guard) {
-        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
-            segment.add_live_bytes(delta);
-        }
-    }
-
-    /// Adds `delta` to the live bytes of the segment in index address `address`'s ring slot
-    /// (the segment the address names while the caller is pinned).
-    pub(crate) fn add_address_live_bytes(&self, address: Address, delta: i64, guard: &Guard) {
+    /// Adds `delta` to the live bytes of the segment holding the record at index address
+    /// `address` (the segment in its ring slot: the one the address names while the caller is
+    /// pinned, as for `read_address`).
+    pub(crate) fn add_live_bytes_at(&self, address: Address, delta: i64, guard: &Guard) {
         let (slot, _) = self.split(address.get());
         if let Some(segment) = self.directory.in_slot(slot, guard) {
             segment.add_live_bytes(delta);

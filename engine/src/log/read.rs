@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use seglog_format::{RECORD_HEADER_BYTES, RecordError, RecordKind, Verify, decode_record};
+use seglog_format::{
+    CommitWord, RECORD_HEADER_BYTES, RecordError, RecordKind, Verify, decode_record,
+};
 
 use super::AppendLog;
 use crate::address::Address;
@@ -124,19 +126,35 @@ fn read_put_or_tombstone(segment: &Segment, offset: u64, position: u64) -> Resul
         Err(RecordError::Unwritten) => return Err(no_record("nothing is published there".into())),
         Err(error) => return Err(no_record(format!("no valid record starts there ({error})"))),
     };
-    if record_bytes > segment.len() - offset {
-        let error = RecordError::Truncated {
-            needed: record_bytes as u64,
-            available: (segment.len() - offset) as u64,
-        };
-        return Err(no_record(format!("no valid record starts there ({error})")));
-    }
-    // SAFETY: in bounds (checked), and published: the Acquire load above returned the commit
-    // word its writer stored with Release after writing these bytes.
-    let bytes = unsafe { segment.slice(offset, record_bytes) };
-    decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
-        .map(|view| RecordRef::from_view(position, &view))
+    decode_published(segment, offset, position, commit, record_bytes)
         .map_err(|error| no_record(format!("no valid record starts there ({error})")))
+}
+
+/// The record of `record_bytes` at `offset` of `segment`, whose published commit word the
+/// caller loaded (with Acquire) as `commit`: checks that it fits the segment, then decodes it
+/// with `decode_record`'s structure checks. The shared end of [`read_put_or_tombstone`] and
+/// [`read_record`].
+fn decode_published(
+    segment: &Segment,
+    offset: usize,
+    position: u64,
+    commit: CommitWord,
+    record_bytes: usize,
+) -> Result<RecordRef<'_>, RecordError> {
+    let available = segment.len() - offset;
+    if record_bytes > available {
+        return Err(RecordError::Truncated {
+            needed: record_bytes as u64,
+            available: available as u64,
+        });
+    }
+    // SAFETY: in bounds (checked), and published: the caller's Acquire load returned the
+    // commit word its writer stored with Release after writing these bytes. The slice ends at
+    // the record's end, so the decoder's "padding reaches the end" check holds by construction
+    // (`read_record` makes it against the real segment end first).
+    let bytes = unsafe { segment.slice(offset, record_bytes) };
+    let view = decode_record(commit, bytes, position, segment.salt(), Verify::Structure)?;
+    Ok(RecordRef::from_view(position, &view))
 }
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
@@ -148,23 +166,22 @@ pub(crate) fn read_record(
 ) -> Result<Option<RecordRef<'_>>, RecordError> {
     // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
     let commit = segment.commit(offset).published();
-    let corrupt = |reason: RecordError| reason;
     let (kind, record_bytes) = match commit.decode() {
         Ok(decoded) => decoded,
         Err(RecordError::Unwritten) => return Ok(None),
-        Err(e) => return Err(corrupt(e)),
+        Err(e) => return Err(e),
     };
     let available = segment.len() - offset;
     if record_bytes as usize > available {
-        return Err(corrupt(RecordError::Truncated {
+        return Err(RecordError::Truncated {
             needed: u64::from(record_bytes),
             available: available as u64,
-        }));
+        });
     }
     if (record_bytes as usize) < RECORD_HEADER_BYTES {
         // Short padding: only its commit word, and it must reach the end of the segment.
         if offset + record_bytes as usize != segment.len() {
-            return Err(corrupt(RecordError::BadCommitWord { raw: commit.raw() }));
+            return Err(RecordError::BadCommitWord { raw: commit.raw() });
         }
         return Ok(Some(RecordRef {
             position,
@@ -178,14 +195,7 @@ pub(crate) fn read_record(
     if kind == RecordKind::Padding && offset + record_bytes as usize != segment.len() {
         return Err(RecordError::BadCommitWord { raw: commit.raw() });
     }
-    // SAFETY: in bounds (checked), and published: the Acquire load above returned the commit
-    // word its writer stored with Release after writing these bytes. The slice ends at the
-    // record's end, so the decoder's "padding reaches the end" check holds by construction and
-    // was made just above against the real segment end.
-    let bytes = unsafe { segment.slice(offset, record_bytes as usize) };
-    let view = decode_record(commit, bytes, position, segment.salt(), Verify::Structure)
-        .map_err(corrupt)?;
-    Ok(Some(RecordRef::from_view(position, &view)))
+    decode_published(segment, offset, position, commit, record_bytes as usize).map(Some)
 }
 
 impl<'a> RecordRef<'a> {
