@@ -50,7 +50,7 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     if path.exists() {
         return Ok(HintOutcome::Exists);
     }
-    // Held while the segment is read and flushed, not across the hint's own file I/O: a pin
+    // Held while the segment is read, not across its flush or the hint's own file I/O: a pin
     // held for milliseconds would hold back every retirement in the log.
     let guard = crate::sync::epoch::pin();
     let Some(segment) = log.directory().get(id, &guard) else {
@@ -95,9 +95,13 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     // the first to the segment's end, each stored with Release after its bytes.
     let whole = unsafe { segment.slice(0, segment.len()) };
     let segment_crc = seglog_format::crc32c(whole);
-    // The segment first: a hint must never be more durable than what it describes.
-    segment.flush_range(0, segment.len())?;
+    let (flusher, segment_len) = (segment.flusher(), segment.len());
     drop(guard);
+    // The segment first: a hint must never be more durable than what it describes. Flushed
+    // after the pin ends (see `Segment::flusher`).
+    if let Some(flusher) = flusher {
+        flusher.flush_range(0, segment_len)?;
+    }
     let bytes = writer.finish(segment_crc, filler_bytes);
     let tmp = dir.join(LogFile::HintTmp(id).name());
     write_synced(&tmp, &bytes)?;

@@ -62,14 +62,14 @@ impl Options {
         self
     }
 
-    /// Slots the index starts with (rounded up to a power of two); it grows online.
+    /// Slots the index starts with (at least 4); it grows online (by 1.5x from 1024 slots on).
     #[must_use]
     pub fn index_capacity(mut self, slots: usize) -> Self {
         self.index_capacity = slots;
         self
     }
 
-    /// Fraction of index slots filled before it doubles (0.25 to 0.95; default 0.75).
+    /// Fraction of index slots filled before it grows (0.25 to 0.95; default 0.75).
     #[must_use]
     pub fn index_load_factor(mut self, load_factor: f64) -> Self {
         self.index_load_factor = load_factor;

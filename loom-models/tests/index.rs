@@ -47,10 +47,12 @@ const THEIRS: &[u8] = b"their89A";
 /// A tombstone of a 1-byte key: 48 bytes.
 const TOMBSTONE: u64 = record_bytes(1, 0);
 
-/// With seed 5 the 4-slot table holds `c` in slot 0, `a` in 1, `d` in 2 (its home 1 is taken)
+/// With this seed the 4-slot table holds `c` in slot 0, `a` in 1, `d` in 2 (its home 1 is taken)
 /// and `b` in 3; chunk 0 of the migration is slots 0–1, chunk 1 slots 2–3. In the 8-slot table
-/// `c`, `a`, `b`, `d`, `e` go home to 0, 1, 3, 5, 7, and `f` (home 0) probes on to 2.
-const RESIZE_SEED: u64 = 5;
+/// `c`, `a`, `d`, `b`, `e` go home to 0, 2, 3, 6, 7, and `f` (home 0) probes on to 1. (Home
+/// slots are by multiply-shift, so a key's home in the 8-slot table is `2h` or `2h + 1` for its
+/// home `h` in the 4-slot one.)
+const RESIZE_SEED: u64 = 33758;
 
 /// The value of key `[key]` in its `generation`-th version, readable in messages (`a:1-0123`).
 fn value(key: u8, generation: u8) -> Vec<u8> {

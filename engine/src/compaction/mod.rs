@@ -154,7 +154,13 @@ impl Compactor {
     }
 
     /// Whether automatic compaction should run: at least the minimum of dead bytes, and the
-    /// segment files take more than twice the live bytes.
+    /// segment files, with two segments of headroom, take more than twice the live bytes.
+    ///
+    /// The headroom is for what compaction cannot shrink: the tail segment being filled and the
+    /// one provisioned ahead of it hold no dead bytes. Triggering only once the files exceed
+    /// twice the live bytes would let those two, plus whatever is written before the pass
+    /// retires its first victim, sit above that mark; starting two segments early keeps the
+    /// files at about twice the live bytes, not two segments over it.
     pub(crate) fn due(&self, log: &AppendLog, live_bytes: u64) -> bool {
         if !self.policy.auto {
             return false;
@@ -168,7 +174,8 @@ impl Compactor {
         // Relaxed: an estimate.
         let leaving = self.retiring_count.load(Ordering::Relaxed) * log.segment_bytes();
         let disk = log.disk_bytes().saturating_sub(leaving);
-        dead >= self.policy.min_dead_bytes && disk > live_bytes.saturating_mul(2)
+        let headroom = 2 * log.segment_bytes();
+        dead >= self.policy.min_dead_bytes && disk + headroom > live_bytes.saturating_mul(2)
     }
 
     /// Runs one compaction pass unless another is running (then returns `Ok(None)` at once).

@@ -51,7 +51,11 @@ const _: () = assert!(FROZEN & TAG_MASK == 0 && TAG_MASK & ADDRESS_MASK == 0);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Tag(u16);
 
-/// A key's 64-bit hash: the low bits choose the home slot, the top 15 bits are the tag.
+/// Bits of a key's hash that choose its home slot: all but the tag's.
+const HOME_BITS: u32 = u64::BITS - TAG_BITS;
+const HOME_MASK: u64 = (1 << HOME_BITS) - 1;
+
+/// A key's 64-bit hash: the low 49 bits choose the home slot, the top 15 bits are the tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct KeyHash(u64);
 
@@ -60,16 +64,21 @@ impl KeyHash {
         Self(hash)
     }
 
-    /// The top [`TAG_BITS`] bits of the hash. Home slots use the low bits, so the tag adds
-    /// information until a table has 2^49 slots.
+    /// The top [`TAG_BITS`] bits of the hash. Home slots use only the other 49 bits, so the tag
+    /// is independent of the home slot at every capacity.
     pub(super) fn tag(self) -> Tag {
         Tag((self.0 >> (u64::BITS - TAG_BITS)) as u16)
     }
 
-    /// The home slot in a table of `mask + 1` slots (a power of two).
-    pub(super) fn home(self, mask: usize) -> usize {
-        // Truncation is the point: only the low bits select the slot.
-        self.0 as usize & mask
+    /// The home slot in a table of `capacity` slots (any capacity, not only powers of two).
+    ///
+    /// Multiply-shift ("fastrange", Lemire 2019): the 49 home bits read as a fraction of 2^49,
+    /// times the capacity. One widening multiply instead of a division, and it lets tables grow
+    /// by 1.5x (see `Table::successor_capacity`).
+    pub(super) fn home(self, capacity: usize) -> usize {
+        let scaled = u128::from(self.0 & HOME_MASK) * capacity as u128;
+        // Less than `capacity`, so it fits: the fraction is below 1.
+        (scaled >> HOME_BITS) as usize
     }
 }
 

@@ -7,7 +7,7 @@
 //! `AtomicU64` packing a frozen bit, a 15-bit tag and the record's address (see [`entry`]), and a
 //! probe whose tag matches asks the log for the record's key through [`RecordSource`]. A key's
 //! entries are ordered by `(version, address)`; the higher one is current, whether a put or a
-//! tombstone. Tables use open addressing with linear probing and a power-of-two capacity.
+//! tombstone. Tables use open addressing with linear probing; each grows into one 1.5 times its size (twice, below 1024 slots).
 //!
 //! # Invariants
 //!
@@ -23,12 +23,13 @@
 //!    successor, and only then writes in the successor. So anything the successor holds for K
 //!    was written after K's slot in the older table froze, and is at least as new as the frozen
 //!    entry.
-//! 4. **Chain of at most two.** Only the root table starts a resize, into a successor of twice
-//!    its size; the root moves to the successor only when every slot of the old root is frozen
+//! 4. **Chain of at most two.** Only the root table starts a resize, into a larger successor
+//!    (1.5 times its size; twice below 1024 slots); the root moves to the successor only when every slot of the old root is frozen
 //!    and copied, and the old root is then retired through crossbeam-epoch.
-//! 5. **A migration target is never full.** A successor of capacity `2c` gets at most `c`
-//!    copies; while it is not yet the root, new keys are admitted only while fewer than `c − 1`
-//!    of its slots are claimed (see `Table::admission_limit`). A writer turned away finishes the
+//! 5. **A migration target is never full.** A successor gets at most one copy per slot of the
+//!    table it follows; while it is not yet the root, a new key is admitted only if one of its
+//!    slots stays vacant even should every slot not yet migrated still bring a copy (see
+//!    `Table::admits_new_key`). A writer turned away finishes the
 //!    migration itself and starts over.
 //!
 //! # Reading
@@ -121,7 +122,7 @@ pub(crate) trait IndexedRecord<'g>: Copy {
 /// Sizing and hashing of an [`Index`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IndexOptions {
-    /// Slots of the first table; rounded up to a power of two, at least 4.
+    /// Slots of the first table; at least 4.
     pub initial_capacity: usize,
     /// Fraction of a table's slots claimed before it is resized; clamped to `0.25..=0.95`.
     pub load_factor: f64,
@@ -136,10 +137,7 @@ impl IndexOptions {
     const MAX_LOAD_FACTOR: f64 = 0.95;
 
     fn capacity(&self) -> usize {
-        self.initial_capacity
-            .max(Self::MIN_CAPACITY)
-            .checked_next_power_of_two()
-            .expect("index initial_capacity too large")
+        self.initial_capacity.max(Self::MIN_CAPACITY)
     }
 
     fn load_factor(&self) -> f64 {

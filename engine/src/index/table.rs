@@ -1,7 +1,7 @@
 //! One open-addressing table of the index, and the chain of tables that a resize creates.
 //!
 //! The chain is `root → root.next → …`. `root` is the oldest table still in use; a table gets a
-//! successor (twice its size) only while it is the root, so at most two tables are live at once:
+//! larger successor only while it is the root, so at most two tables are live at once:
 //! the root being migrated, and its successor. Once every slot of the root is migrated, the root
 //! moves to the successor and the old root is retired through crossbeam-epoch. A thread pinned
 //! before the retirement may still walk an old root and its `next`; nothing else points at it.
@@ -24,11 +24,14 @@ const MIGRATION_CHUNK: usize = 64;
 #[cfg(seglog_loom)]
 const MIGRATION_CHUNK: usize = 2;
 
+/// Tables below this many slots double when they grow; larger ones grow by 1.5x (see
+/// [`Table::successor_capacity`]). The index starts at 1024 slots by default, so by default
+/// every resize is by 1.5x.
+const SMALL_TABLE: usize = 1024;
+
 /// An open-addressing table with linear probing.
 pub(super) struct Table {
     slots: Box<[Slot]>,
-    /// `slots.len() - 1`; the length is a power of two.
-    mask: usize,
     /// A resize starts when `occupied` exceeds this (`capacity × load_factor`, rounded down).
     resize_threshold: usize,
     /// Set once, from null, while this table is the root: where migration copies go.
@@ -44,19 +47,15 @@ pub(super) struct Table {
 }
 
 impl Table {
-    /// A table of `capacity` empty slots (`capacity` a power of two, at least 4).
+    /// A table of `capacity` empty slots (at least 4).
     pub(super) fn new(capacity: usize, load_factor: f64) -> Self {
-        assert!(
-            capacity.is_power_of_two() && capacity >= 4,
-            "bad table capacity {capacity}"
-        );
+        assert!(capacity >= 4, "bad table capacity {capacity}");
         // The float product is at most `0.95 × capacity`, so it fits and leaves one slot free.
         let resize_threshold = ((capacity as f64 * load_factor) as usize).min(capacity - 1);
         #[cfg(seglog_loom)]
         live_tables::created();
         Self {
             slots: (0..capacity).map(|_| Slot::new()).collect(),
-            mask: capacity - 1,
             resize_threshold,
             next: Atomic::null(),
             occupied: CachePadded::new(AtomicUsize::new(0)),
@@ -80,8 +79,17 @@ impl Table {
 
     /// The slots of `hash`'s probe sequence: every slot once, starting at the home slot.
     pub(super) fn probe(&self, hash: KeyHash) -> impl Iterator<Item = &Slot> {
-        let home = hash.home(self.mask);
-        (0..self.slots.len()).map(move |step| &self.slots[(home + step) & self.mask])
+        let capacity = self.slots.len();
+        let home = hash.home(capacity);
+        (0..capacity).map(move |step| {
+            // `home + step < 2 × capacity`: one conditional subtraction wraps it.
+            let index = home + step;
+            &self.slots[if index >= capacity {
+                index - capacity
+            } else {
+                index
+            }]
+        })
     }
 
     /// Where `hash`'s key stands in this table, without writing. `is_key` says whether a
@@ -126,15 +134,44 @@ impl Table {
         occupied > self.resize_threshold
     }
 
-    /// How many slots may be claimed before a *new* key (not a migration copy) is refused while
-    /// this table is still a migration target.
+    /// Whether a *new* key (not a migration copy) may claim a slot of this table while it is
+    /// still a migration target: `before` is what [`Table::reserve_slot`] returned for it, and
+    /// `pending_copies` the predecessor's slots not yet counted as migrated, read *before* that
+    /// reservation ([`Table::unmigrated_slots`]).
     ///
-    /// A target of capacity `2c` receives at most `c` copies (one per slot of its predecessor);
-    /// new keys are admitted only while fewer than `c - 1` slots are claimed, so at most `c - 1`
-    /// new keys get in, and at least one slot stays empty. So a migration target is never full,
+    /// The key is admitted if, even should every pending slot still bring a copy, one slot stays
+    /// empty: `before + 1 + pending_copies <= capacity - 1`. Why that bounds the table: take the
+    /// last new key admitted, N. Every claim before N's reservation in `occupied`'s order is in
+    /// N's `before`. After it come only copies (a new key that reserved later was refused and
+    /// gave its reservation back), one at most per predecessor slot. A slot N counted as migrated
+    /// made its copy before the Release in [`Table::finish_chunk`] that N's Acquire read saw,
+    /// and N read that before reserving, so the copy's reservation precedes N's and is already
+    /// in `before`; each other slot brings at most one copy, and `pending_copies` counts it. So
+    /// the table never holds more than `capacity - 1` claims: a migration target is never full,
     /// and a migration copy never needs a third table.
-    pub(super) fn admission_limit(&self) -> usize {
-        self.slots.len() / 2 - 1
+    pub(super) fn admits_new_key(&self, before: usize, pending_copies: usize) -> bool {
+        before + 1 + pending_copies < self.slots.len()
+    }
+
+    /// The capacity of this table's successor: 1.5 times this one's, or twice for a table
+    /// below [`SMALL_TABLE`] slots.
+    ///
+    /// Growing by 1.5 rather than 2 keeps a table between `load_factor / 1.5` and `load_factor`
+    /// full, so at the default 0.75 an index costs 10.7 to 16 bytes per key instead of 10.7 to
+    /// 21.3; the price is that a key is copied about twice over the index's growth instead of
+    /// once. Home slots by multiply-shift (`KeyHash::home`) make any capacity as cheap as a
+    /// power of two. A small table doubles: its memory does not matter, and the loom models'
+    /// 4- and 8-slot tables keep the layouts they are written for.
+    fn successor_capacity(&self) -> usize {
+        let capacity = self.capacity();
+        let growth = if capacity < SMALL_TABLE {
+            capacity
+        } else {
+            capacity / 2
+        };
+        capacity
+            .checked_add(growth)
+            .expect("index capacity overflows usize")
     }
 
     // --- Migration claims ------------------------------------------------------------------
@@ -166,6 +203,15 @@ impl Table {
         self.migrate_done.fetch_add(count, Ordering::AcqRel) + count == self.slots.len()
     }
 
+    /// Slots of this table not yet counted as migrated: an upper bound on the migration copies
+    /// still to come into its successor (see [`Table::admits_new_key`]).
+    ///
+    /// Acquire: pairs with the Release in [`Table::finish_chunk`], so the copies of every slot
+    /// counted here were reserved in the successor before anything the caller does next.
+    pub(super) fn unmigrated_slots(&self) -> usize {
+        self.slots.len() - self.migrate_done.load(Ordering::Acquire)
+    }
+
     /// Whether the claimed chunks add up to the whole table.
     ///
     /// Acquire: pairs with the Release in [`Table::finish_chunk`], so every copy is visible to
@@ -192,7 +238,7 @@ impl Table {
             .expect("index invariant: a table with a frozen slot has a successor")
     }
 
-    /// Installs a successor of twice the capacity if there is none; returns the successor and
+    /// Installs a successor (of [`Table::successor_capacity`]) if there is none; returns the successor and
     /// whether this call created it. The caller makes sure this table is the root.
     pub(super) fn install_successor<'g>(
         &'g self,
@@ -202,10 +248,7 @@ impl Table {
         if let Some(next) = self.successor(guard) {
             return (next, false);
         }
-        let capacity = self
-            .capacity()
-            .checked_mul(2)
-            .expect("index capacity overflows usize");
+        let capacity = self.successor_capacity();
         let fresh = Owned::new(Table::new(capacity, load_factor));
         // Release on success publishes the new table's initialisation (pairs with the Acquire in
         // `successor`); Acquire on failure lets us use the winner's table. The loser's
@@ -327,6 +370,12 @@ impl Chain {
                 // the deferred destruction waits for them. Only the CAS winner gets here, so
                 // `from` is retired exactly once.
                 unsafe { guard.defer_destroy(from.0) };
+                // A retired table is the largest thing the index ever frees, and crossbeam-epoch
+                // only hands a thread's deferred garbage to the global queue once its local bag
+                // (64 entries) fills: without this flush every table a growing index retires
+                // stays allocated, doubling its steady memory. A resize is rare, so the cost of
+                // flushing (one global push and a collection attempt) is paid once per doubling.
+                guard.flush();
                 true
             }
             Err(_) => false,

@@ -140,8 +140,16 @@ impl Index {
         let WriteOp::Upsert { live, .. } = write.op else {
             return Ok(Step::Done(WriteOutcome::Relocated(false)));
         };
+        // Read before reserving, as `Table::admits_new_key` requires. `table` is the root, or
+        // the root's successor; for the root itself the bound is not consulted.
+        let root = self.chain.root(guard);
+        let pending_copies = if root == table {
+            0
+        } else {
+            root.unmigrated_slots()
+        };
         let before = table.reserve_slot();
-        if before >= table.admission_limit() && !self.chain.is_root(table, guard) {
+        if !table.admits_new_key(before, pending_copies) && !self.chain.is_root(table, guard) {
             // A migration target at its bound for new keys (invariant 5): finish the migration,
             // which makes the target the root, and start over.
             table.release_slot();

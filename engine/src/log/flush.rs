@@ -27,6 +27,10 @@ impl AppendLog {
         // before the flush, so the flush covers its bytes.
         let guard = crate::sync::epoch::pin();
         let frontier = self.published_frontier(start, target, &guard);
+        // What to flush, found under the pin and flushed after it (see `Segment::flusher`):
+        // each msync waits for the disk, and a pin held across it would hold back every
+        // retirement in the process.
+        let mut flushes = Vec::new();
         let (first_segment, first_offset) = self.split(start);
         let (last_segment, last_offset) = self.split(target);
         let last_offset = if target == self.position(last_segment, 0) && last_segment > 0 {
@@ -54,8 +58,10 @@ impl AppendLog {
             } else {
                 self.segment_bytes
             };
-            if to > from {
-                segment.flush_range(from as usize, (to - from) as usize)?;
+            if to > from
+                && let Some(flusher) = segment.flusher()
+            {
+                flushes.push((flusher, from as usize, (to - from) as usize));
             }
         }
         // Segments created ahead of the tail (prefetched) have a header but no flushed byte
@@ -71,11 +77,19 @@ impl AppendLog {
         };
         for id in after..claimed {
             match self.directory.get(id, &guard) {
-                Some(segment) => segment.flush_range(0, FIRST_RECORD_OFFSET)?,
+                Some(segment) => flushes.extend(
+                    segment
+                        .flusher()
+                        .map(|flusher| (flusher, 0, FIRST_RECORD_OFFSET)),
+                ),
                 // Still being created: its creator has not installed it yet, and the next sync
                 // flushes it.
                 None => break,
             }
+        }
+        drop(guard);
+        for (flusher, from, len) in &flushes {
+            flusher.flush_range(*from, *len)?;
         }
         // Relaxed: read-modify-write under `sync_lock`.
         if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0

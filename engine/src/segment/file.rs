@@ -161,7 +161,10 @@ impl Segment {
             salt,
             segment_bytes as usize,
             base,
-            Backing::File { map, path },
+            Backing::File {
+                map: std::sync::Arc::new(map),
+                path,
+            },
         ))
     }
 

@@ -32,7 +32,9 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 enum Backing {
     File {
-        map: MmapRaw,
+        /// Shared with [`SegmentFlusher`]s, so a flush can outlive the pin that found the
+        /// segment (std's `Arc`: a lifetime, not a protocol loom needs to see).
+        map: std::sync::Arc<MmapRaw>,
         path: PathBuf,
         // The file descriptor is closed once mapped: the mapping keeps the file, msync needs no
         // descriptor, and a log of thousands of segments must not hold thousands of them.
@@ -279,14 +281,39 @@ impl Segment {
         let _ = offset;
     }
 
-    /// Flushes `len` bytes from `offset` to stable storage (a no-op on the heap).
-    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+    /// A handle that flushes this segment's mapping without a pin (`None` on the heap, which
+    /// has nothing to flush).
+    ///
+    /// An msync waits for the disk, for milliseconds; a guard held that long holds back every
+    /// retirement in the process (a compacted segment stays on disk until then). So callers
+    /// take the handle under their pin and flush after it ends.
+    pub(crate) fn flusher(&self) -> Option<SegmentFlusher> {
         match &self.backing {
-            Backing::File { map, path, .. } => map
-                .flush_range(offset, len)
-                .map_err(|e| Error::io(path.clone(), e)),
-            Backing::Heap { .. } => Ok(()),
+            Backing::File { map, path } => Some(SegmentFlusher {
+                map: std::sync::Arc::clone(map),
+                path: path.clone(),
+            }),
+            Backing::Heap { .. } => None,
         }
+    }
+}
+
+/// A segment's mapping, kept mapped to be flushed after the pin that found the segment ended.
+///
+/// The segment may be retired meanwhile: its file then is deleted, or zeroed and reused by
+/// another segment. Flushing the old mapping is still harmless: msync writes back the file's
+/// dirty pages in the range, whichever mapping dirtied them, and never reads or faults them.
+pub(crate) struct SegmentFlusher {
+    map: std::sync::Arc<MmapRaw>,
+    path: PathBuf,
+}
+
+impl SegmentFlusher {
+    /// Flushes `len` bytes from `offset` to stable storage (msync, `MS_SYNC`).
+    pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
+        self.map
+            .flush_range(offset, len)
+            .map_err(|e| Error::io(self.path.clone(), e))
     }
 }
 
