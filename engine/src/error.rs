@@ -84,6 +84,20 @@ pub enum Error {
         /// The number of segment ids available.
         max_segments: u64,
     },
+    /// An earlier flush to stable storage failed, so data written before it may not be on the
+    /// disk even if a later flush reports success (the kernel drops pages whose writeback
+    /// failed). Every `sync` and write returns this until the log is reopened; the open then
+    /// recovers what reached the disk.
+    #[error(
+        "an earlier sync failed on {path} ({reason}): writes acknowledged since the last \
+         successful sync may not be on disk; reopen the log to recover what reached it"
+    )]
+    SyncFailed {
+        /// The file (or directory) whose flush failed.
+        path: PathBuf,
+        /// The error that flush met.
+        reason: String,
+    },
     /// A position that holds no readable record (never returned by an append, or reclaimed).
     #[error("no record at position {position:#x}: {reason}")]
     NoRecord {

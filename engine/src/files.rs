@@ -73,3 +73,62 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
         .and_then(|dir| dir.sync_all())
         .map_err(|e| Error::io(path, e))
 }
+
+/// The file system a log's files live on: the operating system's, or a simulated disk for
+/// power-loss tests (`crate::sim`). The operations the log performs at run time go through it;
+/// recovery reads only real directories.
+#[derive(Clone, Debug)]
+pub(crate) enum Fs {
+    Os,
+    Sim(std::sync::Arc<crate::sim::SimDisk>),
+}
+
+impl Fs {
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        match self {
+            Self::Os => std::fs::rename(from, to),
+            Self::Sim(disk) => disk.rename(from, to),
+        }
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        match self {
+            Self::Os => std::fs::remove_file(path),
+            Self::Sim(disk) => disk.remove(path),
+        }
+    }
+
+    pub(crate) fn exists(&self, path: &Path) -> bool {
+        match self {
+            Self::Os => path.exists(),
+            Self::Sim(disk) => disk.exists(path),
+        }
+    }
+
+    /// Makes the directory's entries (created, renamed and removed files) durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<()> {
+        match self {
+            Self::Os => sync_dir(dir),
+            Self::Sim(disk) => {
+                disk.sync_dir();
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes `bytes` to a new file at `path` and fsyncs it.
+    pub(crate) fn write_synced(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        match self {
+            Self::Os => {
+                use std::io::Write;
+                let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+                file.write_all(bytes)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| Error::io(path, e))
+            }
+            Self::Sim(disk) => disk
+                .write_synced(path, bytes)
+                .map_err(|e| Error::io(path, e)),
+        }
+    }
+}

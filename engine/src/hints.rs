@@ -1,7 +1,6 @@
 //! Hint files for sealed segments (see `seglog_format::HintWriter`): written once every record
 //! of a sealed segment is published, read at open instead of scanning the segment.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use seglog_format::{HintEntry, HintWriter, LogFile, RecordKind};
@@ -47,7 +46,8 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     // One writer at a time: two writing the same hint would race on its temporary file.
     let _writing = log.lock_hints();
     let path = hint_path(dir, id);
-    if path.exists() {
+    let fs = log.fs();
+    if fs.exists(&path) {
         return Ok(HintOutcome::Exists);
     }
     // Held while the segment is read, not across its flush or the hint's own file I/O: a pin
@@ -100,14 +100,16 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
     // The segment first: a hint must never be more durable than what it describes. Flushed
     // after the pin ends (see `Segment::flusher`).
     if let Some(flusher) = flusher {
-        flusher.flush_range(0, segment_len)?;
+        flusher
+            .flush_range(0, segment_len)
+            .map_err(|e| log.flush_failed(e))?;
     }
     let bytes = writer.finish(segment_crc, filler_bytes);
     let tmp = dir.join(LogFile::HintTmp(id).name());
-    write_synced(&tmp, &bytes)?;
+    fs.write_synced(&tmp, &bytes)?;
     // Rename makes the hint appear whole or not at all. The directory is not fsynced: a hint
     // lost in a power failure is only a slower open.
-    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     let guard = crate::sync::epoch::pin();
     if log
         .directory()
@@ -117,17 +119,8 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
         // Compaction retired the segment meanwhile and may have removed its hint before we
         // renamed ours into place (it sets the flag first, then removes the hint, and only then
         // takes the segment out of the directory): remove it ourselves.
-        let _ = fs::remove_file(&path);
+        let _ = fs.remove_file(&path);
         return Ok(HintOutcome::NoSegment);
     }
     Ok(HintOutcome::Written)
-}
-
-/// Writes `bytes` to a new file at `path` and fsyncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(path, e))
 }

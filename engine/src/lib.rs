@@ -20,6 +20,7 @@ mod log;
 mod options;
 mod recovery;
 mod segment;
+pub mod sim;
 mod stripes;
 mod sync;
 

@@ -242,7 +242,7 @@ impl Compactor {
     /// Whether segment `id` is so far behind the tail that it must move whatever its live
     /// ratio: more than half of `max_segments` ids back.
     fn too_old(log: &AppendLog, id: u64) -> bool {
-        let (tail_segment, _) = log.split(log.tail_position());
+        let tail_segment = log.tail_segment_id();
         let age_limit = (log.max_segments() / 2).max(1);
         id + age_limit <= tail_segment
     }
@@ -251,7 +251,9 @@ impl Compactor {
     /// to stay (see [`Compactor::too_old`]).
     fn victims(&self, log: &AppendLog) -> Vec<u64> {
         let guard = epoch::pin();
-        let (tail_segment, _) = log.split(log.tail_position());
+        // Below the segment the tail names, not below `tail_position`'s: see
+        // `AppendLog::tail_segment_id`.
+        let tail_segment = log.tail_segment_id();
         let retiring: Vec<u64> = self.retiring.lock().iter().map(|r| r.id).collect();
         let room = (log.segment_bytes() - FIRST_RECORD_OFFSET as u64) as f64;
         let mut victims: Vec<(f64, u64)> = (log.first_segment()..tail_segment)

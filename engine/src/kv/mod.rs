@@ -142,6 +142,31 @@ impl Log {
         })
     }
 
+    /// A new, empty log on a simulated disk ([`crate::sim::SimDisk`]), for power-loss tests:
+    /// everything runs as on a real directory (sync policies, hints, compaction, file
+    /// recycling), but files live in the disk's model of page cache and platters, from which a
+    /// test takes crash images to recover with [`Log::open`].
+    pub fn open_sim(disk: &std::sync::Arc<crate::sim::SimDisk>, options: Options) -> Result<Self> {
+        options.validate()?;
+        let mut log = AppendLog::on_sim(disk, &options)?;
+        log.mark_indexed();
+        let first_segment = log.first_segment();
+        let inner = Arc::new(Inner {
+            log,
+            index: Index::new(index_options(&options)),
+            report: RecoveryReport::default(),
+            sync_policy: options.sync_policy,
+            live_bytes: StripedCount::default(),
+            background_error: Mutex::new(None),
+            compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
+        });
+        let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
+        Ok(Self {
+            inner,
+            maintenance: Some(maintenance),
+        })
+    }
+
     /// A log in heap memory: nothing touches the disk and nothing survives the process. For
     /// tests, caches and models; `sync` does nothing.
     pub fn in_memory(options: Options) -> Result<Self> {

@@ -129,7 +129,7 @@ impl AppendLog {
     /// Moves the first segment past ids compaction removed, so scans and victim searches
     /// start at the oldest segment that exists.
     pub(crate) fn advance_first_segment(&self, guard: &Guard) {
-        let (tail_segment, _) = self.split(self.tail_position());
+        let tail_segment = self.tail_segment_id();
         let mut first = self.first_segment();
         while first < tail_segment && self.directory.get(first, guard).is_none() {
             first += 1;

@@ -3,8 +3,10 @@
 
 use super::AppendLog;
 use super::read::read_record;
-use crate::error::Result;
-use crate::files::sync_dir;
+use std::path::Path;
+
+use super::SyncFailure;
+use crate::error::{Error, Result};
 use crate::segment::FIRST_RECORD_OFFSET;
 use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
@@ -13,9 +15,19 @@ impl AppendLog {
     /// Flushes every record published before the call to stable storage, and the directory
     /// entries of segments created since the last sync. Concurrent calls share flushes: a caller
     /// that finds its records already flushed by another returns without flushing again.
+    ///
+    /// **A failed flush is sticky.** When an msync, fsync or directory fsync fails, the kernel
+    /// may already have dropped the pages it could not write and marked them clean, so a
+    /// retried flush would report success without writing them (PostgreSQL's "fsyncgate"). So
+    /// the first failure is remembered: that call returns the I/O error, and every later
+    /// `sync` and every append returns [`Error::SyncFailed`] naming it, until the log is
+    /// reopened; the open then recovers what reached the disk.
     pub fn sync(&self) -> Result<()> {
+        self.check_not_failed()?;
         let target = self.tail_position();
         let _flushing = self.sync_lock.lock();
+        // Again under the lock: a sync that waited behind a failed one must not succeed.
+        self.check_not_failed()?;
         // Relaxed: `synced` is only written under `sync_lock`, which orders it.
         let start = self.synced.load(Ordering::Relaxed);
         if start >= target {
@@ -89,13 +101,15 @@ impl AppendLog {
         }
         drop(guard);
         for (flusher, from, len) in &flushes {
-            flusher.flush_range(*from, *len)?;
+            flusher
+                .flush_range(*from, *len)
+                .map_err(|e| self.flush_failed(e))?;
         }
         // Relaxed: read-modify-write under `sync_lock`.
         if self.unsynced_segments.swap(0, Ordering::Relaxed) > 0
             && let Some(path) = self.storage_path()
         {
-            sync_dir(path)?;
+            self.fs().sync_dir(path).map_err(|e| self.flush_failed(e))?;
         }
         self.synced.store(frontier, Ordering::Relaxed);
         Ok(())
@@ -135,5 +149,32 @@ impl AppendLog {
     pub(crate) fn mark_synced_to_tail(&self) {
         // Relaxed: nothing else runs yet; later `sync` calls read it under `sync_lock`.
         self.synced.store(self.tail_position(), Ordering::Relaxed);
+    }
+
+    /// Remembers a failed flush (the first one only) and hands its error back, for the caller
+    /// to return: from now on the log refuses syncs and appends (see [`AppendLog::sync`]).
+    pub(crate) fn flush_failed(&self, error: Error) -> Error {
+        let (path, reason) = match &error {
+            Error::Io { path, source } => (path.clone(), source.to_string()),
+            other => (
+                self.storage_path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+                other.to_string(),
+            ),
+        };
+        let _ = self.sync_failure.set(SyncFailure { path, reason });
+        error
+    }
+
+    /// `Err(Error::SyncFailed)` once a flush has failed (see [`AppendLog::sync`]).
+    pub(crate) fn check_not_failed(&self) -> Result<()> {
+        match self.sync_failure.get() {
+            None => Ok(()),
+            Some(failure) => Err(Error::SyncFailed {
+                path: failure.path.clone(),
+                reason: failure.reason.clone(),
+            }),
+        }
     }
 }

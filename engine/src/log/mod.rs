@@ -60,8 +60,21 @@ pub(crate) use seglog_format::max_segment_id;
 pub(crate) enum Storage {
     /// Segment files in a directory.
     Dir { path: PathBuf, prefault: bool },
+    /// Segment files on a simulated disk, for power-loss tests (`crate::sim`); `path` is a
+    /// stand-in directory whose file names the disk keys its files by.
+    Sim {
+        disk: std::sync::Arc<crate::sim::SimDisk>,
+        path: PathBuf,
+    },
     /// Heap memory: for tests and loom models; nothing survives the process.
     Heap,
+}
+
+/// The first flush of the log that failed: which file, and the error.
+#[derive(Debug)]
+pub(crate) struct SyncFailure {
+    path: PathBuf,
+    reason: String,
 }
 
 /// What an append produced.
@@ -189,6 +202,9 @@ pub struct AppendLog {
     /// Serializes hint writers (the background thread and `Log::write_hints`), which share a
     /// temporary file name per segment. Never taken by appends or reads.
     hint_lock: crate::sync::Mutex<()>,
+    /// Set by the first flush that fails; from then on every sync and append fails (see
+    /// `AppendLog::sync`). std's `OnceLock`: set once, read with one load per append.
+    sync_failure: std::sync::OnceLock<SyncFailure>,
     /// Loom only: cloned into every segment this log creates, so the models can count live
     /// segments and loom's leak check reports one that is never dropped.
     #[cfg(seglog_loom)]
@@ -207,6 +223,23 @@ impl AppendLog {
         }
         let log = Self::with_storage(Storage::Heap, segment_bytes, max_segments);
         let guard = crate::sync::epoch::pin();
+        log.ensure_segment(0, &guard)?;
+        Ok(log)
+    }
+
+    /// A new, empty log on a simulated disk (`crate::sim`), for power-loss tests. Its first
+    /// segment is created as an open of an empty directory creates it.
+    pub(crate) fn on_sim(
+        disk: &std::sync::Arc<crate::sim::SimDisk>,
+        options: &crate::options::Options,
+    ) -> Result<Self> {
+        let storage = Storage::Sim {
+            disk: std::sync::Arc::clone(disk),
+            path: crate::sim::sim_root(),
+        };
+        let log = Self::with_storage(storage, options.segment_bytes, options.max_segments);
+        let guard = crate::sync::epoch::pin();
+        log.set_recovered_tail(0, FIRST_RECORD_OFFSET as u64, 0);
         log.ensure_segment(0, &guard)?;
         Ok(log)
     }
@@ -231,6 +264,7 @@ impl AppendLog {
             recycle: crate::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
             indexed: false,
             hint_lock: crate::sync::Mutex::new(()),
+            sync_failure: std::sync::OnceLock::new(),
             #[cfg(seglog_loom)]
             segment_token: crate::sync::Arc::new(()),
         }
@@ -350,8 +384,16 @@ impl AppendLog {
 
     pub(crate) fn storage_path(&self) -> Option<&Path> {
         match &self.storage {
-            Storage::Dir { path, .. } => Some(path),
+            Storage::Dir { path, .. } | Storage::Sim { path, .. } => Some(path),
             Storage::Heap => None,
+        }
+    }
+
+    /// The file system the log's files are on (the OS's for heap logs, which have none).
+    pub(crate) fn fs(&self) -> crate::files::Fs {
+        match &self.storage {
+            Storage::Sim { disk, .. } => crate::files::Fs::Sim(std::sync::Arc::clone(disk)),
+            Storage::Dir { .. } | Storage::Heap => crate::files::Fs::Os,
         }
     }
 

@@ -75,7 +75,7 @@ impl AppendLog {
     }
 
     fn create_segment(&self, id: u64) -> Result<Segment> {
-        match &self.storage {
+        let segment = match &self.storage {
             Storage::Heap => {
                 #[allow(unused_mut)]
                 let mut segment = Segment::new_heap(id, self.segment_bytes, heap_salt(id));
@@ -83,24 +83,30 @@ impl AppendLog {
                 {
                     segment.token = Some(crate::sync::Arc::clone(&self.segment_token));
                 }
-                Ok(segment)
+                return Ok(segment);
             }
-            Storage::Dir { path, prefault } => {
-                let segment = Segment::create_file(
-                    path,
-                    id,
-                    self.segment_bytes,
-                    random_salt(),
-                    *prefault,
-                    &self.recycle,
-                )?;
-                // Relaxed: read under `sync_lock` by `sync`, which only needs to see it
-                // eventually for segments it flushes (those are installed, published through
-                // the tail's Release/Acquire).
-                self.unsynced_segments.fetch_add(1, Ordering::Relaxed);
-                Ok(segment)
-            }
-        }
+            Storage::Dir { path, prefault } => Segment::create_file(
+                path,
+                id,
+                self.segment_bytes,
+                random_salt(),
+                *prefault,
+                &self.recycle,
+            )?,
+            Storage::Sim { disk, path } => Segment::create_sim(
+                disk,
+                path,
+                id,
+                self.segment_bytes,
+                random_salt(),
+                &self.recycle,
+            )?,
+        };
+        // A new directory entry, durable at the next sync's directory fsync. Relaxed: read under
+        // `sync_lock` by `sync`, which only needs to see it eventually for segments it flushes
+        // (those are installed, published through the tail's Release/Acquire).
+        self.unsynced_segments.fetch_add(1, Ordering::Relaxed);
+        Ok(segment)
     }
 }
 

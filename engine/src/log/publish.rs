@@ -75,6 +75,8 @@ impl AppendLog {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Appended> {
         debug_assert!(matches!(kind, RecordKind::Put | RecordKind::Tombstone));
+        // After a failed flush nothing more is written (see `AppendLog::sync`).
+        self.check_not_failed()?;
         let record_bytes = self.check_sizes(key.len(), value_len)?;
         let layout = record_layout(key.len(), value_len).expect("checked by check_sizes");
         let guard = crate::sync::epoch::pin();

@@ -183,6 +183,18 @@ impl AppendLog {
             .expect("the tail's segment is installed before the tail moves to it")
     }
 
+    /// The id of the segment the tail word names: the segment being written, or a full one the
+    /// next reservation will roll over from. Everything below it is sealed; it itself is not
+    /// (a full one is still the segment the roll-over reads), so it must never be retired.
+    ///
+    /// Not `split(tail_position())`: at the very end of a full segment that position is the
+    /// start of the *next* segment, which would make the full segment look sealed and below the
+    /// tail (a compaction that retired it left every later write spinning in [`Self::tail`]).
+    pub(crate) fn tail_segment_id(&self) -> u64 {
+        let guard = crate::sync::epoch::pin();
+        self.tail(&guard).0
+    }
+
     /// The position the next reservation would start at, if it fits in the current segment
     /// (the start of the next segment if the current one is full).
     pub fn tail_position(&self) -> u64 {

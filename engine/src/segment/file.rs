@@ -6,12 +6,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapOptions;
-use seglog_format::SegmentHeader;
+use seglog_format::{SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use seglog_format::LogFile;
 
 use super::{Backing, RecyclePool, Segment};
 use crate::error::{Error, Result};
+use crate::sim::SimDisk;
 use crate::sync::{Arc, Ordering};
 
 impl Segment {
@@ -91,6 +92,11 @@ impl Segment {
             .write(true)
             .open(free)
             .map_err(|e| Error::io(free, e))?;
+        // The rename that retired the file must be durable before its bytes change: otherwise
+        // a power cut could bring back the old segment's name over the new header.
+        if let Some(dir) = path.parent() {
+            crate::files::sync_dir(dir)?;
+        }
         zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
         fs4::FileExt::allocate(&file, segment_bytes)
             .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
@@ -99,11 +105,82 @@ impl Segment {
         let header = SegmentHeader::new(id, segment_bytes, salt);
         // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
         unsafe { segment.write(0, header.as_bytes()) };
+        segment.flush_header_before_rename()?;
         std::fs::rename(free, path).map_err(|e| Error::io(path, e))?;
-        if let Backing::File { path: p, .. } = &mut segment.backing {
-            *p = path.to_path_buf();
+        segment.backing.set_path(path);
+        Ok(segment)
+    }
+
+    /// [`Segment::create_file`] on a simulated disk (`crate::sim`): the same steps, the same
+    /// order (a reused file is zeroed and gets its header before it is renamed into place),
+    /// with the page cache in the disk's memory instead of a mapping.
+    pub(crate) fn create_sim(
+        disk: &std::sync::Arc<SimDisk>,
+        dir: &Path,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        pool: &RecyclePool,
+    ) -> Result<Self> {
+        let path = dir.join(LogFile::Segment(id).name());
+        let header = SegmentHeader::new(id, segment_bytes, salt);
+        let (file, reused) = match pool.take() {
+            Some(free) => {
+                // As in `reuse_file`: the retiring rename is durable before the bytes change.
+                disk.sync_dir();
+                (
+                    disk.open(&free).map_err(|e| Error::io(&free, e))?,
+                    Some(free),
+                )
+            }
+            None => (
+                disk.create(&path, segment_bytes as usize)
+                    .map_err(|e| Error::io(&path, e))?,
+                None,
+            ),
+        };
+        assert_eq!(
+            file.len(),
+            segment_bytes as usize,
+            "a sim segment file of another size"
+        );
+        let base = file.base();
+        let segment = Self::from_parts(
+            id,
+            salt,
+            segment_bytes as usize,
+            base,
+            Backing::Sim {
+                file,
+                disk: std::sync::Arc::clone(disk),
+                path: path.clone(),
+            },
+        );
+        if reused.is_some() {
+            // SAFETY: the segment is not shared yet, and the file's previous segment was
+            // dropped before the file joined the pool, so this thread owns all of its bytes.
+            unsafe { std::ptr::write_bytes(base, 0, segment_bytes as usize) };
+        }
+        // SAFETY: as above.
+        unsafe { segment.write(0, header.as_bytes()) };
+        if let Some(free) = reused {
+            segment.flush_header_before_rename()?;
+            disk.rename(&free, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(segment)
+    }
+
+    /// Flushes a reused file's new header before the rename that gives it the new segment's
+    /// name. The rename may reach the disk before the next sync (a journal commits it on its
+    /// own schedule), and without the flush the file would then carry the new name over the
+    /// old segment's header, which recovery must refuse as a file no log wrote. With it, a
+    /// power cut leaves the new header and, behind it, zeros or the old segment's bytes, which
+    /// fail every record's position and salt check (the salt is new).
+    fn flush_header_before_rename(&self) -> Result<()> {
+        match self.flusher() {
+            Some(flusher) => flusher.flush_range(0, SEGMENT_HEADER_BYTES),
+            None => Ok(()),
+        }
     }
 
     /// Maps an existing segment file whose header has been validated as `id`, `salt`.
@@ -171,16 +248,16 @@ impl Segment {
     /// Retires the segment's file: renames it aside for reuse if `pool` has room (it joins the
     /// pool once the segment is unmapped), otherwise deletes it. Its hint goes either way.
     pub(crate) fn retire_file(&self, pool: &Arc<RecyclePool>) {
-        let Backing::File { path, .. } = &self.backing else {
+        let Some((fs, path)) = self.backing.file() else {
             return;
         };
         // SeqCst: before the hint is removed, so a hint writer that renames its file into place
         // after this removal sees the flag and removes the file itself (`hints::write_hint`).
         self.retired.store(true, Ordering::SeqCst);
-        let _ = std::fs::remove_file(path.with_file_name(LogFile::Hint(self.id).name()));
+        let _ = fs.remove_file(&path.with_file_name(LogFile::Hint(self.id).name()));
         let aside = path.with_file_name(LogFile::FreeSegment(self.id).name());
         let recycled = pool.reserve()
-            && match std::fs::rename(path, &aside) {
+            && match fs.rename(path, &aside) {
                 Ok(()) => true,
                 Err(_) => {
                     // Give the pool its room back: nothing will ever fill it.
@@ -192,7 +269,7 @@ impl Segment {
             *self.recycle.lock() = Some((aside, Arc::clone(pool)));
         } else {
             // Unlinking a mapped file is fine: the blocks go when the mapping does.
-            let _ = std::fs::remove_file(path);
+            let _ = fs.remove_file(path);
             // std atomic, Relaxed: read only by `drop`, which has exclusive access.
             self.delete_on_drop.store(true, Ordering::Relaxed);
         }

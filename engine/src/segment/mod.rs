@@ -27,6 +27,8 @@ mod recycle;
 
 pub(crate) use self::file::map_allocation_error;
 pub(crate) use self::recycle::RecyclePool;
+use crate::files::Fs;
+use crate::sim::{SimDisk, SimFile};
 use crate::stripes::Striped;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
@@ -39,10 +41,33 @@ enum Backing {
         // The file descriptor is closed once mapped: the mapping keeps the file, msync needs no
         // descriptor, and a log of thousands of segments must not hold thousands of them.
     },
+    /// A file of a simulated disk (`crate::sim`): the memory is its page cache.
+    Sim {
+        file: std::sync::Arc<SimFile>,
+        disk: std::sync::Arc<SimDisk>,
+        path: PathBuf,
+    },
     Heap {
         // `u64` so the memory is 8-byte aligned, like a page-aligned mapping.
         _memory: Box<[u64]>,
     },
+}
+
+impl Backing {
+    /// The file system holding the segment's file, and its path there (`None` on the heap).
+    fn file(&self) -> Option<(Fs, &Path)> {
+        match self {
+            Self::File { path, .. } => Some((Fs::Os, path)),
+            Self::Sim { disk, path, .. } => Some((Fs::Sim(std::sync::Arc::clone(disk)), path)),
+            Self::Heap { .. } => None,
+        }
+    }
+
+    fn set_path(&mut self, to: &Path) {
+        if let Self::File { path, .. } | Self::Sim { path, .. } = self {
+            *path = to.to_path_buf();
+        }
+    }
 }
 
 /// A mapped segment.
@@ -161,10 +186,7 @@ impl Segment {
 
     /// The file behind the segment, if it has one.
     pub(crate) fn path(&self) -> Option<&Path> {
-        match &self.backing {
-            Backing::File { path, .. } => Some(path),
-            Backing::Heap { .. } => None,
-        }
+        self.backing.file().map(|(_, path)| path)
     }
 
     /// The commit word of the record starting at `offset`: the one cell of a record accessed
@@ -288,13 +310,15 @@ impl Segment {
     /// retirement in the process (a compacted segment stays on disk until then). So callers
     /// take the handle under their pin and flush after it ends.
     pub(crate) fn flusher(&self) -> Option<SegmentFlusher> {
-        match &self.backing {
-            Backing::File { map, path } => Some(SegmentFlusher {
-                map: std::sync::Arc::clone(map),
-                path: path.clone(),
-            }),
-            Backing::Heap { .. } => None,
-        }
+        let target = match &self.backing {
+            Backing::File { map, .. } => FlushTarget::Map(std::sync::Arc::clone(map)),
+            Backing::Sim { file, disk, .. } => {
+                FlushTarget::Sim(std::sync::Arc::clone(file), std::sync::Arc::clone(disk))
+            }
+            Backing::Heap { .. } => return None,
+        };
+        let path = self.path().map(Path::to_path_buf).unwrap_or_default();
+        Some(SegmentFlusher { target, path })
     }
 }
 
@@ -304,16 +328,23 @@ impl Segment {
 /// another segment. Flushing the old mapping is still harmless: msync writes back the file's
 /// dirty pages in the range, whichever mapping dirtied them, and never reads or faults them.
 pub(crate) struct SegmentFlusher {
-    map: std::sync::Arc<MmapRaw>,
+    target: FlushTarget,
     path: PathBuf,
+}
+
+enum FlushTarget {
+    Map(std::sync::Arc<MmapRaw>),
+    Sim(std::sync::Arc<SimFile>, std::sync::Arc<SimDisk>),
 }
 
 impl SegmentFlusher {
     /// Flushes `len` bytes from `offset` to stable storage (msync, `MS_SYNC`).
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> Result<()> {
-        self.map
-            .flush_range(offset, len)
-            .map_err(|e| Error::io(self.path.clone(), e))
+        match &self.target {
+            FlushTarget::Map(map) => map.flush_range(offset, len),
+            FlushTarget::Sim(file, disk) => disk.flush(file, offset, len),
+        }
+        .map_err(|e| Error::io(self.path.clone(), e))
     }
 }
 
@@ -363,12 +394,12 @@ impl Drop for Segment {
         if !self.delete_on_drop.load(Ordering::Relaxed) {
             return;
         }
-        if let Backing::File { path, .. } = &self.backing {
+        if let Some((fs, path)) = self.backing.file() {
             // Unlinking a mapped file is fine: the mapping goes when `backing` drops, right
             // after this. Failure leaves a file that recovery will read as a segment of
             // superseded records, which is harmless.
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(path.with_file_name(LogFile::Hint(self.id).name()));
+            let _ = fs.remove_file(path);
+            let _ = fs.remove_file(&path.with_file_name(LogFile::Hint(self.id).name()));
         }
     }
 }
