@@ -1,7 +1,7 @@
 //! `sync()` from many threads at once (group commit), and the three sync policies: every call
 //! succeeds, nothing is lost, the background thread reports no error, and reopen shows the
-//! same state. (Surviving a power loss cannot be tested in-process; docs/durability.md says
-//! what `sync` does to make it so.)
+//! same state. (Surviving a power loss is tested on crash images of a simulated disk, in
+//! `power_loss.rs`.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
