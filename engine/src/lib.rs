@@ -21,6 +21,7 @@ mod options;
 mod recovery;
 mod segment;
 pub mod sim;
+mod splitmix;
 mod stripes;
 mod sync;
 

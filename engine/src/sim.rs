@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::splitmix::SplitMix64 as Rng;
+
 /// Size of a page of the simulated page cache: the unit written back.
 pub const PAGE_BYTES: usize = 4096;
 /// Size of a sector: the unit a torn page write is made of.
@@ -373,23 +375,6 @@ pub struct CrashImage {
     pub pages_lost: u64,
     /// Pending directory operations that reached the disk, of how many.
     pub dir_ops_applied: (usize, usize),
-}
-
-/// A small deterministic generator (splitmix64), so an image is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
 }
 
 impl CrashState {

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use super::{Index, IndexOptions, IndexStats, IndexedRecord, Previous, RecordSource, Upserted};
 use crate::address::Address;
+use crate::splitmix::SplitMix64 as Rng;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
@@ -105,23 +106,6 @@ fn tiny(seed: u64) -> Index {
         load_factor: 0.75,
         seed,
     })
-}
-
-/// Deterministic pseudo-random numbers (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Keys reported by `for_each_key`, with how often each was reported.
