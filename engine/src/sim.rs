@@ -274,8 +274,11 @@ impl SimDisk {
     pub(crate) fn flush(&self, file: &SimFile, offset: usize, len: usize) -> io::Result<()> {
         let end = (offset + len).min(file.len);
         let offset = offset.min(end);
-        let bytes = file.read_cache(offset, end - offset);
+        // The cache is read under the file's lock, so two flushes (or a flush and a snapshot)
+        // of one file are ordered and the disk never goes back to bytes older than a completed
+        // flush wrote.
         let mut disk = file.lock_disk();
+        let bytes = file.read_cache(offset, end - offset);
         self.flushes.fetch_add(1, Ordering::SeqCst);
         let fail = self
             .failing_flushes
@@ -298,8 +301,9 @@ impl SimDisk {
         let mut files = HashMap::new();
         let mut add = |file: &Arc<SimFile>| {
             files.entry(file.id).or_insert_with(|| {
-                let cache = file.read_cache(0, file.len);
+                // Under the file's lock, as in `flush`: cache and disk from one moment.
                 let disk = file.lock_disk();
+                let cache = file.read_cache(0, file.len);
                 FileState {
                     cache,
                     durable: disk.durable.clone(),
