@@ -169,6 +169,8 @@ impl SimDisk {
     /// Makes the next `count` flushes (msync or fsync of any file) fail with an I/O error,
     /// dropping the pages they should have written (see the module docs).
     pub fn fail_flushes(&self, count: u64) {
+        // SeqCst, as every access to the two flush counters: they order nothing else (the
+        // disk's state is behind its mutexes); one total order keeps a test's reasoning simple.
         self.failing_flushes.store(count, Ordering::SeqCst);
     }
 
@@ -193,6 +195,7 @@ impl SimDisk {
                 format!("{name} exists"),
             ));
         }
+        // Relaxed: only unique ids are needed, and the RMW gives them.
         let id = self.next_file.fetch_add(1, Ordering::Relaxed);
         let file = Arc::new(SimFile::new(id, len));
         ns.live.insert(name.clone(), Arc::clone(&file));
@@ -254,6 +257,7 @@ impl SimDisk {
         let name = name_of(path)?;
         let file = {
             let mut ns = self.lock();
+            // Relaxed: as in `create`.
             let id = self.next_file.fetch_add(1, Ordering::Relaxed);
             let file = Arc::new(SimFile::new(id, bytes.len()));
             if ns.live.insert(name.clone(), Arc::clone(&file)).is_some() {
