@@ -98,6 +98,13 @@ pub enum Error {
         /// The error that flush met.
         reason: String,
     },
+    /// The log's background thread (interval syncs, hints, compaction) met an error while the
+    /// log was open; [`crate::Log::close`] reports the first one.
+    #[error("the log's background work failed: {reason}")]
+    Background {
+        /// What failed.
+        reason: String,
+    },
     /// A position that holds no readable record (never returned by an append, or reclaimed).
     #[error("no record at position {position:#x}: {reason}")]
     NoRecord {

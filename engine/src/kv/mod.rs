@@ -88,6 +88,8 @@ struct Inner {
     live_bytes: StripedCount,
     /// The last error the background thread met (a failed sync or hint write).
     background_error: Mutex<Option<String>>,
+    /// The first one, for [`Log::close`].
+    first_background_error: std::sync::OnceLock<String>,
     compactor: Compactor,
 }
 
@@ -133,6 +135,7 @@ impl Log {
             sync_policy: options.sync_policy,
             live_bytes,
             background_error: Mutex::new(None),
+            first_background_error: std::sync::OnceLock::new(),
             compactor,
         });
         let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
@@ -158,6 +161,7 @@ impl Log {
             sync_policy: options.sync_policy,
             live_bytes: StripedCount::default(),
             background_error: Mutex::new(None),
+            first_background_error: std::sync::OnceLock::new(),
             compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
         });
         let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
@@ -181,6 +185,7 @@ impl Log {
                 sync_policy: SyncPolicy::Never,
                 live_bytes: StripedCount::default(),
                 background_error: Mutex::new(None),
+                first_background_error: std::sync::OnceLock::new(),
                 compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
             }),
             maintenance: None,
@@ -240,6 +245,25 @@ impl Log {
     /// before the call survive a power loss.
     pub fn sync(&self) -> Result<()> {
         self.inner.log.sync()
+    }
+
+    /// Closes the log and says whether everything went well: syncs (whatever the sync policy),
+    /// stops and joins the background thread, and returns the first error of those steps, or
+    /// else the first error the background thread met while the log was open
+    /// ([`crate::Error::Background`]). Dropping a `Log` does the same but the sync, and reports
+    /// nothing.
+    pub fn close(mut self) -> Result<()> {
+        let synced = self.sync();
+        if let Some(maintenance) = self.maintenance.take() {
+            maintenance.stop();
+        }
+        synced?;
+        match self.inner.first_background_error.get() {
+            Some(reason) => Err(crate::Error::Background {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// What opening the log found and did (records recovered, holes and corrupt records
@@ -381,13 +405,18 @@ impl Inner {
     }
 
     fn note_background_panic(&self, what: &str) {
-        *self.background_error.lock() = Some(format!(
+        self.note_background(format!(
             "the maintenance thread panicked and stopped: {what}"
         ));
     }
 
     fn note_background_error(&self, error: &crate::Error) {
-        *self.background_error.lock() = Some(error.to_string());
+        self.note_background(error.to_string());
+    }
+
+    fn note_background(&self, what: String) {
+        let _ = self.first_background_error.set(what.clone());
+        *self.background_error.lock() = Some(what);
     }
 }
 

@@ -139,11 +139,16 @@ impl Segment {
                 None,
             ),
         };
-        assert_eq!(
-            file.len(),
-            segment_bytes as usize,
-            "a sim segment file of another size"
-        );
+        if file.len() != segment_bytes as usize {
+            let reason = format!(
+                "a {}-byte file for a {segment_bytes}-byte segment",
+                file.len()
+            );
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+            ));
+        }
         let base = file.base();
         let segment = Self::from_parts(
             id,
