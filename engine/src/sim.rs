@@ -46,8 +46,6 @@ pub struct SimDisk {
     next_file: AtomicU64,
     /// Flushes still to fail (see [`SimDisk::fail_flushes`]).
     failing_flushes: AtomicU64,
-    /// Flushes that completed, failed ones included.
-    flushes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -169,19 +167,9 @@ impl SimDisk {
     /// Makes the next `count` flushes (msync or fsync of any file) fail with an I/O error,
     /// dropping the pages they should have written (see the module docs).
     pub fn fail_flushes(&self, count: u64) {
-        // SeqCst, as every access to the two flush counters: they order nothing else (the
-        // disk's state is behind its mutexes); one total order keeps a test's reasoning simple.
+        // SeqCst, as every access to this counter: it orders nothing else (the disk's state is
+        // behind its mutexes); one total order keeps a test's reasoning simple.
         self.failing_flushes.store(count, Ordering::SeqCst);
-    }
-
-    /// Flushes so far, failed ones included.
-    pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::SeqCst)
-    }
-
-    /// Names of the files in the live namespace.
-    pub fn live_files(&self) -> Vec<String> {
-        self.lock().live.keys().cloned().collect()
     }
 
     /// Creates a file of `len` zero bytes at `path` (which must not exist), as `create_new` and
@@ -283,7 +271,6 @@ impl SimDisk {
         // flush wrote.
         let mut disk = file.lock_disk();
         let bytes = file.read_cache(offset, end - offset);
-        self.flushes.fetch_add(1, Ordering::SeqCst);
         let fail = self
             .failing_flushes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -386,11 +373,6 @@ pub struct CrashImage {
 }
 
 impl CrashState {
-    /// Pending directory operations (created, renamed or removed files not yet synced).
-    pub fn pending_dir_ops(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Draws one crash image from `seed`: a prefix of the pending directory operations, and
     /// for each dirty page of each file one of old, new or torn. Some seeds draw the extremes
     /// (nothing unsynced survives, or everything does) more often than chance would.

@@ -165,7 +165,7 @@ impl Compactor {
         if !self.policy.auto {
             return false;
         }
-        if Self::too_old(log, log.first_segment()) {
+        if Self::too_old(log, log.tail_segment_id(), log.first_segment()) {
             return true;
         }
         let dead = log.stats().record_bytes.saturating_sub(live_bytes);
@@ -241,8 +241,8 @@ impl Compactor {
 
     /// Whether segment `id` is so far behind the tail that it must move whatever its live
     /// ratio: more than half of `max_segments` ids back.
-    fn too_old(log: &AppendLog, id: u64) -> bool {
-        let tail_segment = log.tail_segment_id();
+    /// `tail_segment` is [`AppendLog::tail_segment_id`], read once by the caller.
+    fn too_old(log: &AppendLog, tail_segment: u64, id: u64) -> bool {
         let age_limit = (log.max_segments() / 2).max(1);
         id + age_limit <= tail_segment
     }
@@ -261,7 +261,8 @@ impl Compactor {
             .filter_map(|id| {
                 let segment = log.directory().get(id, &guard)?;
                 let ratio = segment.live_bytes() as f64 / room;
-                (ratio <= self.policy.live_ratio || Self::too_old(log, id)).then_some((ratio, id))
+                (ratio <= self.policy.live_ratio || Self::too_old(log, tail_segment, id))
+                    .then_some((ratio, id))
             })
             .collect();
         victims.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

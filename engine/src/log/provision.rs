@@ -75,7 +75,7 @@ impl AppendLog {
     }
 
     fn create_segment(&self, id: u64) -> Result<Segment> {
-        let segment = match &self.storage {
+        let (path, prefault) = match &self.storage {
             Storage::Heap => {
                 #[allow(unused_mut)]
                 let mut segment = Segment::new_heap(id, self.segment_bytes, heap_salt(id));
@@ -85,23 +85,19 @@ impl AppendLog {
                 }
                 return Ok(segment);
             }
-            Storage::Dir { path, prefault } => Segment::create_file(
-                path,
-                id,
-                self.segment_bytes,
-                random_salt(),
-                *prefault,
-                &self.recycle,
-            )?,
-            Storage::Sim { disk, path } => Segment::create_sim(
-                disk,
-                path,
-                id,
-                self.segment_bytes,
-                random_salt(),
-                &self.recycle,
-            )?,
+            Storage::Dir { path, prefault } => (path, *prefault),
+            // Prefaulting populates a mapping's page tables; the simulated disk has none.
+            Storage::Sim { path, .. } => (path, false),
         };
+        let segment = Segment::create_file(
+            &self.fs(),
+            path,
+            id,
+            self.segment_bytes,
+            random_salt(),
+            prefault,
+            &self.recycle,
+        )?;
         // A new directory entry, durable at the next sync's directory fsync. Relaxed: read under
         // `sync_lock` by `sync`, which only needs to see it eventually for segments it flushes
         // (those are installed, published through the tail's Release/Acquire).

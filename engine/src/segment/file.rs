@@ -12,14 +12,18 @@ use seglog_format::LogFile;
 
 use super::{Backing, RecyclePool, Segment};
 use crate::error::{Error, Result};
-use crate::sim::SimDisk;
+use crate::files::Fs;
+use crate::sim::{SimDisk, SimFile};
 use crate::sync::{Arc, Ordering};
 
 impl Segment {
-    /// Creates the file for segment `id` in `dir` at full size (blocks allocated, so later
-    /// writes through the mapping cannot hit a full disk), maps it, and writes its header. A
-    /// retired segment's file is reused when `pool` has one.
+    /// Creates the file for segment `id` in `dir` on `fs` at full size (blocks allocated, so
+    /// later writes through the mapping cannot hit a full disk), maps it, and writes its header.
+    /// A retired segment's file is reused when `pool` has one (see [`Segment::reuse_file`]).
+    /// The one way segment files are made, on the OS and on the simulated disk alike, so the
+    /// power-loss suite checks the protocol the OS runs.
     pub(crate) fn create_file(
+        fs: &Fs,
         dir: &Path,
         id: u64,
         segment_bytes: u64,
@@ -29,38 +33,88 @@ impl Segment {
     ) -> Result<Self> {
         let path = dir.join(LogFile::Segment(id).name());
         if let Some(free) = pool.take() {
-            match Self::reuse_file(&free, &path, id, segment_bytes, salt, prefault) {
+            match Self::reuse_file(fs, &free, &path, id, segment_bytes, salt, prefault) {
                 Ok(segment) => return Ok(segment),
                 // Could not reuse it: drop it and create a fresh file.
                 Err(_) => {
-                    let _ = std::fs::remove_file(&free);
+                    let _ = fs.remove_file(&free);
                 }
             }
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        if let Err(e) = fs4::FileExt::allocate(&file, segment_bytes) {
-            drop(file);
-            // A half-created file would confuse recovery; it holds nothing yet.
-            let _ = std::fs::remove_file(&path);
-            return Err(map_allocation_error(path, segment_bytes, e));
-        }
-        let segment = match Self::map_file(file, path.clone(), id, segment_bytes, salt, prefault) {
-            Ok(segment) => segment,
-            Err(error) => {
-                // Not mapped: remove the file, or every later attempt at this id fails on it.
-                let _ = std::fs::remove_file(&path);
-                return Err(error);
+        let segment = match fs {
+            Fs::Os => Self::create_os_file(&path, id, segment_bytes, salt, prefault)?,
+            Fs::Sim(disk) => {
+                let file = disk
+                    .create(&path, segment_bytes as usize)
+                    .map_err(|e| Error::io(&path, e))?;
+                Self::on_sim_file(disk, file, path, id, segment_bytes, salt)?
             }
         };
         let header = SegmentHeader::new(id, segment_bytes, salt);
         // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
         unsafe { segment.write(0, header.as_bytes()) };
         Ok(segment)
+    }
+
+    /// A new, allocated and mapped OS file for segment `id`; removed again if that fails.
+    fn create_os_file(
+        path: &Path,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+        prefault: bool,
+    ) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if let Err(e) = fs4::FileExt::allocate(&file, segment_bytes) {
+            drop(file);
+            // A half-created file would confuse recovery; it holds nothing yet.
+            let _ = std::fs::remove_file(path);
+            return Err(map_allocation_error(path.to_path_buf(), segment_bytes, e));
+        }
+        Self::map_file(file, path.to_path_buf(), id, segment_bytes, salt, prefault).inspect_err(
+            |_| {
+                // Not mapped: remove the file, or every later attempt at this id fails on it.
+                let _ = std::fs::remove_file(path);
+            },
+        )
+    }
+
+    /// A segment over `file` of the simulated disk (its page cache is the segment's memory).
+    fn on_sim_file(
+        disk: &std::sync::Arc<SimDisk>,
+        file: std::sync::Arc<SimFile>,
+        path: PathBuf,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+    ) -> Result<Self> {
+        if file.len() != segment_bytes as usize {
+            let reason = format!(
+                "a {}-byte file for a {segment_bytes}-byte segment",
+                file.len()
+            );
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+            ));
+        }
+        let base = file.base();
+        Ok(Self::from_parts(
+            id,
+            salt,
+            segment_bytes as usize,
+            base,
+            Backing::Sim {
+                file,
+                disk: std::sync::Arc::clone(disk),
+                path,
+            },
+        ))
     }
 
     /// Marks a segment that was never installed for deletion: its file goes when it drops.
@@ -76,10 +130,12 @@ impl Segment {
         self.retired.load(Ordering::SeqCst)
     }
 
-    /// Turns a retired segment's file into segment `id`: zeroes it, writes the new header, and
-    /// only then renames it into place, so a crash leaves either a `.seg.free` file (removed at
-    /// open) or a valid empty segment.
+    /// Turns a retired segment's file into segment `id`: makes the rename that retired it
+    /// durable, zeroes it, writes the new header and flushes it, and only then renames it into
+    /// place, so a crash leaves either a `.seg.free` file (removed at open) or a valid empty
+    /// segment.
     fn reuse_file(
+        fs: &Fs,
         free: &Path,
         path: &Path,
         id: u64,
@@ -87,91 +143,40 @@ impl Segment {
         salt: u32,
         prefault: bool,
     ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(free)
-            .map_err(|e| Error::io(free, e))?;
         // The rename that retired the file must be durable before its bytes change: otherwise
         // a power cut could bring back the old segment's name over the new header.
         if let Some(dir) = path.parent() {
-            crate::files::sync_dir(dir)?;
+            fs.sync_dir(dir)?;
         }
-        zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
-        fs4::FileExt::allocate(&file, segment_bytes)
-            .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
-        let mut segment =
-            Self::map_file(file, free.to_path_buf(), id, segment_bytes, salt, prefault)?;
+        let mut segment = match fs {
+            Fs::Os => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(free)
+                    .map_err(|e| Error::io(free, e))?;
+                zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
+                fs4::FileExt::allocate(&file, segment_bytes)
+                    .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
+                Self::map_file(file, free.to_path_buf(), id, segment_bytes, salt, prefault)?
+            }
+            Fs::Sim(disk) => {
+                let file = disk.open(free).map_err(|e| Error::io(free, e))?;
+                let segment =
+                    Self::on_sim_file(disk, file, free.to_path_buf(), id, segment_bytes, salt)?;
+                // SAFETY: the segment is not shared yet, and the file's previous segment was
+                // dropped before the file joined the pool, so this thread owns all of its
+                // bytes. (Zeroing writes the cache, as `zero_file`'s fallback writes zeros.)
+                unsafe { std::ptr::write_bytes(segment.base, 0, segment_bytes as usize) };
+                segment
+            }
+        };
         let header = SegmentHeader::new(id, segment_bytes, salt);
         // SAFETY: the segment is not shared yet, so this thread owns all of its bytes.
         unsafe { segment.write(0, header.as_bytes()) };
         segment.flush_header_before_rename()?;
-        std::fs::rename(free, path).map_err(|e| Error::io(path, e))?;
+        fs.rename(free, path).map_err(|e| Error::io(path, e))?;
         segment.backing.set_path(path);
-        Ok(segment)
-    }
-
-    /// [`Segment::create_file`] on a simulated disk (`crate::sim`): the same steps, the same
-    /// order (a reused file is zeroed and gets its header before it is renamed into place),
-    /// with the page cache in the disk's memory instead of a mapping.
-    pub(crate) fn create_sim(
-        disk: &std::sync::Arc<SimDisk>,
-        dir: &Path,
-        id: u64,
-        segment_bytes: u64,
-        salt: u32,
-        pool: &RecyclePool,
-    ) -> Result<Self> {
-        let path = dir.join(LogFile::Segment(id).name());
-        let header = SegmentHeader::new(id, segment_bytes, salt);
-        let (file, reused) = match pool.take() {
-            Some(free) => {
-                // As in `reuse_file`: the retiring rename is durable before the bytes change.
-                disk.sync_dir();
-                (
-                    disk.open(&free).map_err(|e| Error::io(&free, e))?,
-                    Some(free),
-                )
-            }
-            None => (
-                disk.create(&path, segment_bytes as usize)
-                    .map_err(|e| Error::io(&path, e))?,
-                None,
-            ),
-        };
-        if file.len() != segment_bytes as usize {
-            let reason = format!(
-                "a {}-byte file for a {segment_bytes}-byte segment",
-                file.len()
-            );
-            return Err(Error::io(
-                &path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
-            ));
-        }
-        let base = file.base();
-        let segment = Self::from_parts(
-            id,
-            salt,
-            segment_bytes as usize,
-            base,
-            Backing::Sim {
-                file,
-                disk: std::sync::Arc::clone(disk),
-                path: path.clone(),
-            },
-        );
-        if reused.is_some() {
-            // SAFETY: the segment is not shared yet, and the file's previous segment was
-            // dropped before the file joined the pool, so this thread owns all of its bytes.
-            unsafe { std::ptr::write_bytes(base, 0, segment_bytes as usize) };
-        }
-        // SAFETY: as above.
-        unsafe { segment.write(0, header.as_bytes()) };
-        if let Some(free) = reused {
-            segment.flush_header_before_rename()?;
-            disk.rename(&free, &path).map_err(|e| Error::io(&path, e))?;
-        }
         Ok(segment)
     }
 
