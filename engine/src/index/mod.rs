@@ -63,6 +63,7 @@
 //! No operation waits for another thread: every loop either makes progress of its own or retries
 //! because some other thread made progress (a CAS it lost).
 
+mod bulk;
 mod entry;
 mod migrate;
 mod table;

@@ -40,7 +40,7 @@ use crate::sync::epoch::{self, Guard};
 use crate::sync::{Arc, Mutex};
 
 pub(crate) use self::install::Published;
-use self::install::{current, install};
+use self::install::current;
 use self::maintenance::Maintenance;
 pub use self::stats::Stats;
 use self::view::key_addresses;
@@ -103,29 +103,65 @@ impl Log {
     /// recovered: its index is rebuilt from the log by the same rule as live operation.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         options.validate()?;
-        let index = std::cell::OnceCell::new();
+        // Every recovered put and tombstone is collected (hash, address, version, length), and
+        // the index is built from them at once (`Index::from_bulk`) instead of one upsert per
+        // record: each key's winner by the same highest-(version, address) rule, in one table
+        // sized for the keys found, so rebuilding never resizes.
+        let index_options = index_options(&options);
+        let new_batch = || Index::bulk_load(&index_options);
+        let (mut log, report, loads) = open_dir(
+            dir.as_ref(),
+            &options,
+            &new_batch,
+            &|load, log, record, guard| {
+                log.note_segment_version(record.position, record.version, guard);
+                load.push(
+                    record.key,
+                    log.address_of(record.position),
+                    record.version,
+                    record.kind == seglog_format::RecordKind::Put,
+                    record.record_bytes,
+                );
+            },
+        )?;
+        // Live bytes as installs count them: each key's winner (put or tombstone) while the
+        // index holds it, and nothing of the records it beat. Summed per segment (by ring
+        // slot, counted from the first segment's) first, so each segment's striped count is
+        // touched once.
         let live_bytes = StripedCount::default();
-        let size_index = |records: u64| {
-            // Room for every record found at the default load factor, so rebuilding never
-            // resizes (an upper bound: overwritten keys count once per version).
-            let mut index_options = index_options(&options);
-            let needed = (records as f64 / index_options.load_factor).ceil() as usize + 1;
-            index_options.initial_capacity = index_options.initial_capacity.max(needed);
-            let _ = index.set(Index::new(index_options));
-        };
-        // The per-record pins below nest in the one `open_dir` holds while it replays, so they
-        // cost a counter increment each; that pin ends before the open's syncfs, which would
-        // otherwise hold back reclamation in every log of the process for as long as it takes.
-        let (mut log, report) = open_dir(dir.as_ref(), &options, size_index, |log, record| {
-            let guard = epoch::pin();
-            let index = index.get().expect("sized before the first record");
-            log.note_segment_version(record.position, record.version, &guard);
-            install(index, log, record.into(), &live_bytes, &guard);
-        })?;
+        let mut total = 0i64;
+        let (ring_first, ring_mask) = (
+            log.directory().ring_slot(log.first_segment()),
+            log.directory().slots() - 1,
+        );
+        let mut per_segment: Vec<(Option<Address>, i64)> = Vec::new();
+        let index = Index::from_bulk(
+            index_options,
+            loads,
+            &log,
+            Index::KEEP_TOMBSTONE_WINNERS,
+            |winner| {
+                let bytes = i64::from(winner.bytes);
+                total += bytes;
+                let (slot, _) = log.split(winner.address.get());
+                let at = (slot.wrapping_sub(ring_first) & ring_mask) as usize;
+                if at >= per_segment.len() {
+                    per_segment.resize(at + 1, (None, 0));
+                }
+                let sum = &mut per_segment[at];
+                sum.0.get_or_insert(winner.address);
+                sum.1 += bytes;
+            },
+        );
+        live_bytes.add(total);
+        let guard = epoch::pin();
+        for &(address, bytes) in &per_segment {
+            if let Some(address) = address {
+                log.add_live_bytes_at(address, bytes, false, &guard);
+            }
+        }
+        drop(guard);
         log.mark_indexed();
-        let index = index
-            .into_inner()
-            .unwrap_or_else(|| Index::new(index_options(&options)));
         let first_segment = log.first_segment();
         let compactor = Compactor::new(options.compaction_policy(log.segment_bytes()));
         let inner = Arc::new(Inner {
@@ -248,16 +284,21 @@ impl Log {
     }
 
     /// Closes the log and says whether everything went well: syncs (whatever the sync policy),
-    /// stops and joins the background thread, and returns the first error of those steps, or
-    /// else the first error the background thread met while the log was open
-    /// ([`crate::Error::Background`]). Dropping a `Log` does the same but the sync, and reports
-    /// nothing.
+    /// stops and joins the background thread, writes the hint of every sealed segment that has
+    /// none (so the next open reads hints instead of scanning), and returns the first error of
+    /// those steps, or else the first error the background thread met while the log was open
+    /// ([`crate::Error::Background`]). Dropping a `Log` only stops the background thread, and
+    /// reports nothing.
     pub fn close(mut self) -> Result<()> {
         let synced = self.sync();
         if let Some(maintenance) = self.maintenance.take() {
             maintenance.stop();
         }
         synced?;
+        // A hint for every sealed segment that lacks one (the background thread leaves the
+        // segments near the tail, and sparse ones, to compaction), so the next open reads hints
+        // instead of scanning. Each is written after its segment is flushed (`write_hint`).
+        self.write_hints()?;
         match self.inner.first_background_error.get() {
             Some(reason) => Err(crate::Error::Background {
                 reason: reason.clone(),

@@ -4,9 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use seglog_format::{
-    CommitWord, LogFile, RECORD_HEADER_BYTES, RecordKind, SEGMENT_HEADER_BYTES, SegmentHeader,
-};
+use seglog_format::{LogFile, SEGMENT_HEADER_BYTES, SegmentHeader};
 
 use super::RecoveryReport;
 
@@ -15,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::files::read_prefix;
 use crate::log::AppendLog;
 use crate::options::Options;
-use crate::segment::FIRST_RECORD_OFFSET;
 
 /// Segment files (id, path) in id order, and the ids that have a hint file; removes leftovers
 /// (retired files kept for reuse, temporary hints) and lists foreign files in `report`.
@@ -232,64 +229,6 @@ pub(super) fn settle_tail(
         }
     }
     Ok((headers, tail_index))
-}
-
-/// The records to size the index for: hint headers' counts, or a walk of commit words, so the
-/// index is sized once instead of doubling (and re-reading every key) a dozen times.
-pub(super) fn expected_records(
-    headers: &[(SegmentHeader, PathBuf)],
-    hints: &[u64],
-    dir: &Path,
-    segment_bytes: u64,
-    options: &Options,
-) -> u64 {
-    headers
-        .iter()
-        .map(|(header, path)| {
-            let hinted = !options.strict && hints.contains(&header.segment_id());
-            let from_hint = hinted
-                .then(|| hint_record_count(dir, header.segment_id(), header.salt()))
-                .flatten();
-            // A hint's header is not validated yet: never trust it beyond what fits.
-            let most = (segment_bytes - FIRST_RECORD_OFFSET as u64) / RECORD_HEADER_BYTES as u64;
-            from_hint
-                .unwrap_or_else(|| count_records(path, segment_bytes))
-                .min(most)
-        })
-        .sum()
-}
-
-/// The entry count in a hint file's header (a sizing estimate only): `None` unless the header
-/// checks out for this segment, and never more entries than the file's length can hold, so a
-/// damaged hint cannot make the index allocate for records that do not exist.
-fn hint_record_count(dir: &Path, id: u64, salt: u32) -> Option<u64> {
-    use std::io::Read;
-    let mut file = File::open(crate::hints::hint_path(dir, id)).ok()?;
-    let len = file.metadata().ok()?.len();
-    let mut header = [0u8; seglog_format::HINT_HEADER_BYTES];
-    file.read_exact(&mut header).ok()?;
-    let count = seglog_format::decode_hint_header(&header, id, salt).ok()?;
-    Some(u64::from(count).min(len / seglog_format::HINT_MIN_ENTRY_BYTES as u64))
-}
-
-/// Counts the records of a segment file by following commit words until the first that does
-/// not decode (a sizing estimate only; the recovery scan validates).
-fn count_records(path: &Path, segment_bytes: u64) -> u64 {
-    let Ok(bytes) = read_prefix(path, segment_bytes) else {
-        return 0;
-    };
-    let mut offset = FIRST_RECORD_OFFSET;
-    let mut count = 0;
-    while let Some(commit) = bytes.get(offset..).and_then(CommitWord::read) {
-        let Ok((kind, len)) = commit.decode() else {
-            break;
-        };
-        if matches!(kind, RecordKind::Put | RecordKind::Tombstone) {
-            count += 1;
-        }
-        offset += len as usize;
-    }
-    count
 }
 
 /// Whether a segment file holds anything after its header (a record, a hole with bytes behind

@@ -27,17 +27,21 @@ use crate::files::{DirLock, sync_file_system};
 use crate::log::{AppendLog, RecordRef, Storage};
 use crate::options::Options;
 use crate::segment::FIRST_RECORD_OFFSET;
+use crate::sync::epoch::Guard;
 
 pub use self::report::{Damage, RecoveryReport};
 
 /// Opens (creating if needed) the log in `dir`, calling `on_record` for every valid put and
-/// tombstone in log order. Records read from a hint file come with an empty `value`.
-pub(crate) fn open_dir(
+/// tombstone, into batches made by `new_batch`: one per thread that replays (hinted segments
+/// are read on several threads), returned with the log. Records come in no particular order
+/// (each batch gets whole segments, in id order); those read from a hint file come with an
+/// empty `value`.
+pub(crate) fn open_dir<B: Send>(
     dir: &Path,
     options: &Options,
-    on_start: impl FnOnce(u64),
-    mut on_record: impl FnMut(&AppendLog, &RecordRef<'_>),
-) -> Result<(AppendLog, RecoveryReport)> {
+    new_batch: &(impl Fn() -> B + Sync),
+    on_record: &(impl Fn(&mut B, &AppendLog, &RecordRef<'_>, &Guard) + Sync),
+) -> Result<(AppendLog, RecoveryReport, Vec<B>)> {
     options.validate()?;
     if dir.exists() && !dir.is_dir() {
         return Err(Error::NotALog {
@@ -64,21 +68,21 @@ pub(crate) fn open_dir(
     );
     let guard = crate::sync::epoch::pin();
     if headers.is_empty() {
-        on_start(0);
         log.set_recovered_tail(0, FIRST_RECORD_OFFSET as u64, 0);
         log.ensure_segment(0, &guard)?;
         drop(guard);
         log.set_lock(lock);
-        return Ok((log, report));
+        return Ok((log, report, Vec::new()));
     }
 
-    // Count the records first (hint headers, or a walk of commit words), so the index can be
-    // sized once instead of doubling, and re-reading every key, a dozen times.
-    let records = discover::expected_records(&headers, &hints, dir, segment_bytes, options);
-    on_start(records);
-
+    // No count of the records first: the index is sized after the replay, from the keys it
+    // found (`Index::from_bulk`), so the replay never resizes it.
     let first = headers[0].0.segment_id();
-    let (tail, installed) = replay::segments(
+    let replay::Replayed {
+        tail,
+        installed,
+        batches,
+    } = replay::segments(
         &log,
         headers,
         tail_index,
@@ -86,7 +90,8 @@ pub(crate) fn open_dir(
         dir,
         options,
         &mut report,
-        &mut on_record,
+        new_batch,
+        on_record,
         &guard,
     )?;
     log.set_recovered_tail(tail.0, tail.1, first);
@@ -104,7 +109,7 @@ pub(crate) fn open_dir(
     sync_file_system(dir)?;
     log.mark_synced_to_tail();
     log.set_lock(lock);
-    Ok((log, report))
+    Ok((log, report, batches))
 }
 
 impl AppendLog {
@@ -112,7 +117,7 @@ impl AppendLog {
     /// and recovering it otherwise. The directory stays locked until the log is dropped; a
     /// second open gets [`Error::Locked`].
     pub fn open(dir: impl AsRef<Path>, options: &Options) -> Result<Self> {
-        let (log, _report) = open_dir(dir.as_ref(), options, |_| {}, |_, _| {})?;
+        let (log, _report, _) = open_dir(dir.as_ref(), options, &|| (), &|_, _, _, _| {})?;
         Ok(log)
     }
 }

@@ -19,9 +19,17 @@ use crate::segment::{FIRST_RECORD_OFFSET, Segment};
 use crate::sync::epoch::Guard;
 
 /// Installs every segment in `headers` and replays those up to the tail (`tail_index`):
-/// returns where writing resumes (segment, offset) and the ids installed, in order.
+/// returns where writing resumes (segment, offset), the ids installed, in order, and the
+/// batches `on_record` filled.
+///
+/// Sealed segments with a hint are read from their hints first, on up to
+/// [`HINT_THREADS`] threads (each verifies and replays whole segments into its own batch: a
+/// whole-segment checksum and a check of every entry are most of an open's work); then every
+/// other segment, and every one whose hint failed, is scanned in id order on this thread. The
+/// order records reach `on_record` is irrelevant to the caller: the index is built by the
+/// highest-version rule.
 #[allow(clippy::too_many_arguments)] // one call site: the steps of an open
-pub(super) fn segments(
+pub(super) fn segments<B: Send>(
     log: &AppendLog,
     headers: Vec<(SegmentHeader, PathBuf)>,
     tail_index: usize,
@@ -29,54 +37,144 @@ pub(super) fn segments(
     dir: &Path,
     options: &Options,
     report: &mut RecoveryReport,
-    on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
+    new_batch: &(impl Fn() -> B + Sync),
+    on_record: &(impl Fn(&mut B, &AppendLog, &RecordRef<'_>, &Guard) + Sync),
     guard: &Guard,
-) -> Result<((u64, u64), Vec<u64>)> {
+) -> Result<Replayed<B>> {
     let segment_bytes = log.segment_bytes();
     let first = headers[0].0.segment_id();
-    let mut tail = (first, FIRST_RECORD_OFFSET as u64);
     let mut installed = Vec::with_capacity(headers.len());
     for (i, (header, path)) in headers.into_iter().enumerate() {
         let id = header.segment_id();
         // The tail and the segments after it will be written: allocate them (see `open_file`).
         let segment = Segment::open_file(path, id, segment_bytes, header.salt(), i >= tail_index)?;
         report.segments += 1;
-        // Installed before its records are reported, so `on_record` can read them through the
+        // Installed before any record is reported, so `on_record` can read them through the
         // log (the index resolves keys through it). Nobody else can reach the log yet.
         log.install_recovered(segment, guard)?;
         installed.push(id);
-        if i > tail_index {
-            // Empty (checked above): nothing to recover.
+    }
+    // Strict opens verify every record, so they never trust a hint. The tail is always
+    // scanned (it has no hint: it is not sealed); segments after it are empty.
+    let candidates: Vec<u64> = if options.strict {
+        Vec::new()
+    } else {
+        installed[..tail_index]
+            .iter()
+            .copied()
+            .filter(|id| hints.contains(id))
+            .collect()
+    };
+    let (hinted, mut batches) = replay_hints(log, &candidates, dir, new_batch, on_record);
+    report.hinted_segments += hinted.len() as u64;
+
+    let mut batch = new_batch();
+    let mut tail = (first, FIRST_RECORD_OFFSET as u64);
+    for (i, &id) in installed.iter().enumerate().take(tail_index + 1) {
+        if hinted.binary_search(&id).is_ok() {
             continue;
         }
         let Some(segment) = log.directory().get(id, guard) else {
             unreachable!("segment {id} was installed just above");
         };
-        // Strict opens verify every record, so they never trust a hint.
-        let hinted = !options.strict && i != tail_index && hints.contains(&id) && {
-            let applied = apply_hint(log, segment, dir, on_record);
-            if applied {
-                report.hinted_segments += 1;
-            }
-            applied
-        };
-        let end = if hinted {
-            segment_bytes
-        } else {
-            recover_segment(
-                log,
-                segment,
-                i == tail_index,
-                options.strict,
-                report,
-                on_record,
-            )?
-        };
+        let end = recover_segment(
+            log,
+            segment,
+            i == tail_index,
+            options.strict,
+            report,
+            &mut |log: &AppendLog, record: &RecordRef<'_>| {
+                on_record(&mut batch, log, record, guard);
+            },
+        )?;
         if i == tail_index {
             tail = (id, end);
         }
     }
-    Ok((tail, installed))
+    batches.push(batch);
+    Ok(Replayed {
+        tail,
+        installed,
+        batches,
+    })
+}
+
+/// What [`segments`] did.
+pub(super) struct Replayed<B> {
+    /// Where writing resumes: segment id, offset.
+    pub(super) tail: (u64, u64),
+    /// The ids installed, in order.
+    pub(super) installed: Vec<u64>,
+    /// The batches `on_record` filled, one per replaying thread.
+    pub(super) batches: Vec<B>,
+}
+
+/// Threads that read hinted segments at open (this one included), at most.
+const HINT_THREADS: usize = 4;
+
+/// Replays the segments `candidates` (sealed, installed, in id order) from their hints, on up
+/// to [`HINT_THREADS`] threads that take segments one at a time. Returns the ids replayed, in
+/// order, and one batch per thread; a segment whose hint is unusable is left out (and its
+/// records reported nowhere), for the caller to scan.
+fn replay_hints<B: Send>(
+    log: &AppendLog,
+    candidates: &[u64],
+    dir: &Path,
+    new_batch: &(impl Fn() -> B + Sync),
+    on_record: &(impl Fn(&mut B, &AppendLog, &RecordRef<'_>, &Guard) + Sync),
+) -> (Vec<u64>, Vec<B>) {
+    if candidates.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(HINT_THREADS)
+        .min(candidates.len());
+    // Relaxed: only hands out distinct indexes (the RMW's atomicity is all it needs); the
+    // scope's join orders everything the workers did before the caller goes on.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let guard = crate::sync::epoch::pin();
+        let mut batch = new_batch();
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&id) = candidates.get(i) else {
+                break;
+            };
+            let Some(segment) = log.directory().get(id, &guard) else {
+                unreachable!("segment {id} was installed before the replay");
+            };
+            let emit = &mut |log: &AppendLog, record: &RecordRef<'_>| {
+                on_record(&mut batch, log, record, &guard);
+            };
+            if apply_hint(log, segment, dir, emit) {
+                done.push(id);
+            }
+        }
+        (done, batch)
+    };
+    let results: Vec<(Vec<u64>, B)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut results = vec![work()];
+        for helper in helpers {
+            match helper.join() {
+                Ok(result) => results.push(result),
+                // A panic in a helper is a bug (nothing here panics on damaged files): pass it
+                // on rather than lose its segments.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        results
+    });
+    let mut hinted = Vec::new();
+    let mut batches = Vec::with_capacity(results.len());
+    for (done, batch) in results {
+        hinted.extend(done);
+        batches.push(batch);
+    }
+    hinted.sort_unstable();
+    (hinted, batches)
 }
 
 /// Reports a sealed segment's records from its hint file. Returns `false` (and reports nothing)
@@ -88,6 +186,7 @@ fn apply_hint(
     dir: &Path,
     on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
 ) -> bool {
+    // Runs on several threads at once, each on its own segments (see `replay_hints`).
     let path = crate::hints::hint_path(dir, segment.id());
     // A hint lists at most every record of its segment: anything longer is not a hint.
     let Ok(bytes) = read_prefix(&path, seglog_format::max_hint_bytes(segment.len() as u64)) else {
@@ -97,7 +196,9 @@ fn apply_hint(
         let _ = fs::remove_file(&path);
         return false;
     };
-    // SAFETY: recovery has exclusive access to the segment (see `recover_segment`).
+    // SAFETY: nothing writes the segment while recovery replays hints: the log is not shared
+    // yet (see `recover_segment`), and the hint threads only read; scans, which seal and zero,
+    // start once they are joined.
     let whole = unsafe { segment.slice(0, segment.len()) };
     if seglog_format::crc32c(whole) != hint.segment_crc() {
         // Some byte changed since the hint was written (damage, or pages a power loss took):
@@ -134,9 +235,13 @@ fn apply_hint(
         return false;
     }
     log.note_recovered_filler(u64::from(hint.filler_bytes()));
+    // Counted in a loop of their own: each count is a locked RMW, a full barrier on x86, which
+    // in the loop below would wait out every cache miss of `on_record` one by one.
+    for entry in hint.entries() {
+        log.note_recovered(entry.record_bytes);
+    }
     for entry in hint.entries() {
         let position = log.position(segment.id(), u64::from(entry.offset));
-        log.note_recovered(entry.record_bytes);
         on_record(
             log,
             &RecordRef {
