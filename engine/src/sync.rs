@@ -156,6 +156,12 @@ pub mod broken {
         /// Retire a compacted segment without first finishing an index resize in flight, so an
         /// old root table can still hold an address into it (defect 1 of the defects issue).
         RetireDuringResize,
+        /// Let index migrations forget every tombstone, even one an older record of its key
+        /// could still be installed against (issue 15's slot reclaim without its frontier).
+        ForgetUnsettled,
+        /// Drop a tombstone in compaction without its ordering repairs: a relocation copy of
+        /// an older record that landed after the tombstone is left behind it (issue 15).
+        UnorderedTombstone,
     }
 
     thread_local! {

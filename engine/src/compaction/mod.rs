@@ -25,9 +25,12 @@
 //!    scan inside it). Then the copies are synced, the segment leaves the directory, its file
 //!    and hint are deleted, and its mapping is dropped when the epoch collector frees it.
 //!
-//! Tombstones are relocated like puts, never dropped: dropping one is only safe when no record
-//! of an older version of its key survives anywhere (copies of old records keep old versions),
-//! and the index has no way yet to forget a key. They cost 40 bytes plus the key each.
+//! Tombstones are relocated like puts while the index holds them. A pass first moves the
+//! settled frontier (`log/settled.rs`) and lets the index rebuild without the tombstones it may
+//! forget (`Index::forget_tombstones`); a tombstone the index forgot is then dropped if it is in
+//! the oldest segment, and kept (copied, with no index entry) otherwise; `relocate.rs` says why
+//! that is safe (the tombstone order, TO). The oldest segment's tombstones count as dead when
+//! choosing victims, so a pass that finds them worth it sweeps the log from its oldest end.
 //!
 //! Follows the log-cleaning of LFS and the copy-then-CAS relocation of FASTER's compaction.
 
@@ -42,7 +45,7 @@ use crate::options::CompactionPolicy;
 use crate::segment::FIRST_RECORD_OFFSET;
 mod relocate;
 
-pub(crate) use self::relocate::relocate_record;
+pub(crate) use self::relocate::{Relocated, relocate_record, repair_order};
 
 use crate::sync::epoch;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -65,6 +68,8 @@ pub struct CompactionStats {
     pub bytes_relocated: u64,
     /// Bytes of segment files deleted.
     pub bytes_reclaimed: u64,
+    /// Tombstones left out of the log for good (forgotten by the index, in the oldest segment).
+    pub tombstones_dropped: u64,
 }
 
 struct Retiring {
@@ -86,6 +91,7 @@ pub(crate) struct Compactor {
     records_relocated: AtomicU64,
     bytes_relocated: AtomicU64,
     bytes_reclaimed: AtomicU64,
+    tombstones_dropped: AtomicU64,
 }
 
 impl Compactor {
@@ -100,6 +106,7 @@ impl Compactor {
             records_relocated: AtomicU64::new(0),
             bytes_relocated: AtomicU64::new(0),
             bytes_reclaimed: AtomicU64::new(0),
+            tombstones_dropped: AtomicU64::new(0),
         }
     }
 
@@ -116,6 +123,7 @@ impl Compactor {
             records_relocated: self.records_relocated.load(Ordering::Relaxed),
             bytes_relocated: self.bytes_relocated.load(Ordering::Relaxed),
             bytes_reclaimed: self.bytes_reclaimed.load(Ordering::Relaxed),
+            tombstones_dropped: self.tombstones_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -217,6 +225,13 @@ impl Compactor {
     /// files go once no reader can reach them).
     fn run(&self, log: &AppendLog, index: &Index, keep_going: impl Fn() -> bool) -> Result<u64> {
         self.finish_retirements(log)?;
+        {
+            // With the pass flag held (see `log/settled.rs`): move the settled frontier, then
+            // let the index forget the tombstones below it, so this pass can drop them.
+            let guard = epoch::pin();
+            log.advance_settled(&guard);
+            index.forget_tombstones(log, &guard);
+        }
         let mut retired = 0;
         for id in self.victims(log) {
             if !keep_going() {
@@ -256,15 +271,35 @@ impl Compactor {
         let tail_segment = log.tail_segment_id();
         let retiring: Vec<u64> = self.retiring.lock().iter().map(|r| r.id).collect();
         let room = (log.segment_bytes() - FIRST_RECORD_OFFSET as u64) as f64;
-        let mut victims: Vec<(f64, u64)> = (log.first_segment()..tail_segment)
+        let first = log.first_segment();
+        let mut waiting_tombstones = 0;
+        let mut victims: Vec<(f64, u64)> = (first..tail_segment)
             .filter(|id| !retiring.contains(id))
             .filter_map(|id| {
                 let segment = log.directory().get(id, &guard)?;
-                let ratio = segment.live_bytes() as f64 / room;
+                let mut live = segment.live_bytes();
+                if id == first {
+                    // The oldest segment's forgotten tombstones are dropped (`relocate.rs`).
+                    live = live.saturating_sub(segment.forgotten_bytes());
+                } else {
+                    waiting_tombstones += segment.forgotten_bytes();
+                }
+                let ratio = live as f64 / room;
                 (ratio <= self.policy.live_ratio || Self::too_old(log, tail_segment, id))
                     .then_some((ratio, id))
             })
             .collect();
+        // Forgotten tombstones in younger segments wait for every older segment to go: once
+        // half a segment of them waits, the oldest segment goes whatever its ratio (its live
+        // records move to the head), so passes sweep the log from its oldest end and each
+        // segment's tombstones are dropped when their turn comes.
+        if waiting_tombstones as f64 >= room / 2.0
+            && first < tail_segment
+            && !retiring.contains(&first)
+            && !victims.iter().any(|&(_, id)| id == first)
+        {
+            victims.push((f64::NEG_INFINITY, first));
+        }
         victims.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         victims.into_iter().map(|(_, id)| id).collect()
     }
@@ -300,12 +335,23 @@ impl Compactor {
         if segment.installs_pending() {
             return Ok(false);
         }
+        // No segment below this one exists or is still retiring (retiring ones stay in the
+        // directory, and `first_segment` moves only past removed ones): its forgotten
+        // tombstones may go.
+        let oldest = id == log.first_segment();
         for record in records {
-            if let Some(copy) = relocate_record(log, index, &record, &guard)? {
-                // Relaxed: statistics.
-                self.records_relocated.fetch_add(1, Ordering::Relaxed);
-                self.bytes_relocated
-                    .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
+            match relocate_record(log, index, &record, oldest, &guard)? {
+                Relocated::Moved(copy) => {
+                    // Relaxed: statistics.
+                    self.records_relocated.fetch_add(1, Ordering::Relaxed);
+                    self.bytes_relocated
+                        .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
+                }
+                Relocated::Dropped => {
+                    // Relaxed: a statistic.
+                    self.tombstones_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Relocated::Dead => {}
             }
         }
         // Step 3: no reachable index table may hold an address into this segment once the
@@ -356,6 +402,11 @@ impl Compactor {
             self.bytes_reclaimed
                 .fetch_add(log.segment_bytes(), Ordering::Relaxed);
         }
+        // The next sync fsyncs the directory (this call's first step, next time): a segment
+        // whose forgotten tombstones were dropped is removed only once the removals of every
+        // older segment are durable, so a power cut cannot bring back an older segment
+        // without the tombstones that covered it.
+        log.note_directory_changed();
         log.advance_first_segment(&guard);
         guard.flush();
         Ok(ready.len() as u64)

@@ -1,55 +1,172 @@
 //! Relocating one record: a copy with the original's version at the head of the log, switched
-//! in only if the index still points at the original (FASTER's copy-then-CAS).
+//! in only if the index still points at the original (FASTER's copy-then-CAS); dropping the
+//! tombstones that may go; and keeping every tombstone after the older puts of its key.
+//!
+//! # The tombstone order (TO)
+//!
+//! A tombstone may leave the log only if no older put of its key would then be found by
+//! recovery, whose rule is "highest version wins". Fresh records' versions are their
+//! positions, so older puts sit before the tombstone, except for one kind of record: a
+//! relocation's copy keeps its original's old version at a new position. Compaction
+//! therefore keeps this invariant:
+//!
+//! > **TO**: every put of key K whose version is below that of K's newest tombstone T lies at
+//! > a lower position than T.
+//!
+//! A copy can land after T only if the relocation read its original as current before T was
+//! installed, and appended it after T was reserved. Two repairs restore TO, both by
+//! [`repair_order`] (a copy of T with T's own version, appended after the put's copy and
+//! switched in like any relocation): compaction's, when its switch lost to a tombstone that
+//! sits before its copy; and `Log::remove`'s, when its tombstone's install replaced a put copy
+//! that sits after it. A crash between the two leaves the violation on disk; recovery repairs
+//! it the same way at open.
+//!
+//! With TO, a tombstone in the *oldest* segment may be dropped once the index has forgotten it
+//! (`log/settled.rs`): every older put of its key lies before it, so in this segment (dropped
+//! with it) or in older ones (already gone). A tombstone the index still holds is relocated:
+//! the index points at it.
 
-use crate::address::Address;
+use seglog_format::RecordKind;
+
 use crate::error::Result;
-use crate::index::Index;
+use crate::index::{Index, IndexedRecord};
 use crate::log::{AppendLog, Appended, RecordRef};
 use crate::sync::epoch::Guard;
 
-/// Relocates one record if the index still points at it: appends a copy with the record's
-/// version and switches the index from the record to the copy only if it still points at the
-/// record. Returns the copy if the switch happened (the live bytes move with it); a copy that
-/// lost to a concurrent write is left dead.
+/// What relocating one record did.
+pub(crate) enum Relocated {
+    /// A newer record of the key is current: the record is left behind with its segment.
+    Dead,
+    /// A tombstone the index forgot, in the oldest segment: it goes with its segment.
+    Dropped,
+    /// Copied to the head of the log (the live bytes move with it).
+    Moved(Appended),
+}
+
+/// Relocates one record of the segment being compacted. `oldest`: whether that segment is the
+/// oldest one the log holds (no segment with a lower id exists or is still being retired).
 pub(crate) fn relocate_record(
     log: &AppendLog,
     index: &Index,
     record: &RecordRef<'_>,
+    oldest: bool,
     guard: &Guard,
-) -> Result<Option<Appended>> {
+) -> Result<Relocated> {
     let address = log.address_of(record.position);
-    if index.get(record.key, log, guard) != Some(address) {
-        return Ok(None); // Dead: a newer record of the key is current.
+    let current = index.get(record.key, log, guard);
+    if current == Some(address) {
+        return relocate_current(log, index, record, guard);
     }
-    let copy = log.append_record(
+    if current.is_some() || record.kind != RecordKind::Tombstone {
+        // A newer record of the key is current, or the key is absent and this put was removed.
+        return Ok(Relocated::Dead);
+    }
+    // A tombstone whose key the index forgot (or one older than a tombstone it forgot): the
+    // newest record of its key in the log, as far as recovery can tell.
+    if oldest {
+        return Ok(Relocated::Dropped);
+    }
+    // Older segments may still hold older puts of the key: keep it, after everything. No
+    // install follows, so no hold.
+    let copy = append_copy(log, record, false)?;
+    let bytes = i64::from(record.record_bytes);
+    log.add_live_bytes_at(address, -bytes, true, guard);
+    log.add_live_bytes_at(log.address_of(copy.position), bytes, true, guard);
+    Ok(Relocated::Moved(copy))
+}
+
+/// Relocates a record the index points at: copy, then switch the index from the original to
+/// the copy if it still points at the original.
+fn relocate_current(
+    log: &AppendLog,
+    index: &Index,
+    record: &RecordRef<'_>,
+    guard: &Guard,
+) -> Result<Relocated> {
+    let address = log.address_of(record.position);
+    let copy = append_copy(log, record, true)?;
+    let hold = log.install_hold(copy.position);
+    let copy_address = log.address_of(copy.position);
+    let switched = index.replace_exact(record.key, address, copy_address, log, guard);
+    drop(hold);
+    if !switched {
+        if record.kind == RecordKind::Put {
+            // A write won the switch; if it was a remove whose tombstone sits before the
+            // copy, the copy just broke TO.
+            repair_order(log, index, record.key, copy.position, guard)?;
+        }
+        return Ok(Relocated::Dead);
+    }
+    let bytes = i64::from(record.record_bytes);
+    log.add_live_bytes_at(address, -bytes, false, guard);
+    log.add_live_bytes_at(copy_address, bytes, false, guard);
+    Ok(Relocated::Moved(copy))
+}
+
+/// Restores TO for `key` after a put of an older version landed at `put_position`: while the
+/// key's current record is a tombstone before that position, relocate it (a copy with its own
+/// version, switched in only if it is still current) to after it. Returns once the current
+/// record is a put, a tombstone after `put_position`, or absent.
+///
+/// The key cannot be forgotten meanwhile: its tombstone's install finished after the caller's
+/// relocation began, so the settled frontier does not cover it until a later compaction pass
+/// (`log/settled.rs`); `Log::remove`'s repair runs before its tombstone's segment can settle
+/// only if it holds nothing open, but then the repair finds the key absent and nothing is
+/// wrong: a forgotten tombstone is kept by compaction unless it sits in the oldest segment,
+/// and the put copy after it is newer than everything before it only if no tombstone is.
+pub(crate) fn repair_order(
+    log: &AppendLog,
+    index: &Index,
+    key: &[u8],
+    put_position: u64,
+    guard: &Guard,
+) -> Result<()> {
+    if broken_unordered_tombstone() {
+        return Ok(());
+    }
+    loop {
+        let Some((address, current)) = index.get_record(key, log, guard) else {
+            return Ok(());
+        };
+        if current.is_live() || current.position() > put_position {
+            return Ok(());
+        }
+        let copy = append_copy(log, &current, true)?;
+        let hold = log.install_hold(copy.position);
+        let copy_address = log.address_of(copy.position);
+        let switched = index.replace_exact(key, address, copy_address, log, guard);
+        drop(hold);
+        if switched {
+            let bytes = i64::from(current.record_bytes);
+            log.add_live_bytes_at(address, -bytes, false, guard);
+            log.add_live_bytes_at(copy_address, bytes, false, guard);
+            return Ok(());
+        }
+        // A newer write of the key landed: look at it.
+    }
+}
+
+/// Appends a copy of `record` with its version; with `hold`, the caller installs it and holds
+/// it until then (`AppendLog::install_hold`).
+fn append_copy(log: &AppendLog, record: &RecordRef<'_>, hold: bool) -> Result<Appended> {
+    log.append_record(
         record.kind,
         record.key,
         record.value.len(),
         Some(record.version),
-        true,
+        hold,
         |buf| buf.copy_from_slice(record.value),
-    )?;
-    let hold = log.install_hold(copy.position);
-    let copy_address = log.address_of(copy.position);
-    let switched = replace(index, record.key, address, copy_address, log, guard);
-    drop(hold);
-    if !switched {
-        return Ok(None);
-    }
-    let bytes = i64::from(record.record_bytes);
-    log.add_live_bytes_at(address, -bytes, guard);
-    log.add_live_bytes_at(copy_address, bytes, guard);
-    Ok(Some(copy))
+    )
 }
 
-/// The index switch of a relocation.
-fn replace(
-    index: &Index,
-    key: &[u8],
-    old: Address,
-    new: Address,
-    log: &AppendLog,
-    guard: &Guard,
-) -> bool {
-    index.replace_exact(key, old, new, log, guard)
+/// Whether the order repairs are skipped: the twin of `Broken::UnorderedTombstone`, which the
+/// loom model of a relocation racing a remove must catch (a removed key comes back after its
+/// tombstone is dropped). A constant `false` in normal builds.
+#[inline(always)]
+fn broken_unordered_tombstone() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::UnorderedTombstone) {
+        return true;
+    }
+    false
 }

@@ -147,7 +147,9 @@ impl Index {
     /// entry, as upserts leave them, if `keep_tombstone_winners`; otherwise they are left out
     /// (the key reads as absent either way). `on_winner` is called once per key the index
     /// holds, with its current record, in no particular order: a tombstone winner left out is
-    /// not reported (nothing points at it, so its bytes are not live).
+    /// not reported (nothing points at it, so its bytes are not live). `on_misordered` gets
+    /// each tombstone winner that a put of its key follows in the log (see `resolve_winners`),
+    /// with that put's position, for the open to repair.
     ///
     /// `source` must resolve every address in `loads` (the records were just recovered).
     pub(crate) fn from_bulk<S: RecordSource + Sync>(
@@ -156,6 +158,7 @@ impl Index {
         source: &S,
         keep_tombstone_winners: bool,
         mut on_winner: impl FnMut(Winner),
+        mut on_misordered: impl FnMut(Address, u64),
     ) -> Self {
         let mut loads: Vec<Vec<Vec<BulkEntry>>> = loads
             .into_iter()
@@ -181,29 +184,41 @@ impl Index {
                 }
             }
             std::thread::scope(|scope| {
-                for (out, mut from) in buckets.chunks_mut(per_thread).zip(parts) {
-                    scope.spawn(move || {
-                        let guard = crate::sync::epoch::pin();
-                        let mut sorter = BucketSorter::default();
-                        for (b, bucket) in out.iter_mut().enumerate() {
-                            let sorted = sorter.sort(from.iter().map(|load| &load[b][..]));
-                            let winners = resolve_winners(sorted, source, &guard);
-                            // Into the first load's allocation for this bucket, if any.
-                            *bucket = from
-                                .first_mut()
-                                .map(|load| std::mem::take(&mut load[b]))
-                                .unwrap_or_default();
-                            bucket.clear();
-                            bucket.extend(
-                                sorted[..winners]
-                                    .iter()
-                                    .filter(|entry| entry.live || keep_tombstone_winners),
-                            );
-                            for load in &mut from {
-                                load[b] = Vec::new();
+                let threads: Vec<_> = buckets
+                    .chunks_mut(per_thread)
+                    .zip(parts)
+                    .map(|(out, mut from)| {
+                        scope.spawn(move || {
+                            let guard = crate::sync::epoch::pin();
+                            let mut sorter = BucketSorter::default();
+                            let mut misordered = Vec::new();
+                            for (b, bucket) in out.iter_mut().enumerate() {
+                                let sorted = sorter.sort(from.iter().map(|load| &load[b][..]));
+                                let winners =
+                                    resolve_winners(sorted, source, &guard, &mut misordered);
+                                // Into the first load's allocation for this bucket, if any.
+                                *bucket = from
+                                    .first_mut()
+                                    .map(|load| std::mem::take(&mut load[b]))
+                                    .unwrap_or_default();
+                                bucket.clear();
+                                bucket.extend(
+                                    sorted[..winners]
+                                        .iter()
+                                        .filter(|entry| entry.live || keep_tombstone_winners),
+                                );
+                                for load in &mut from {
+                                    load[b] = Vec::new();
+                                }
                             }
-                        }
-                    });
+                            misordered
+                        })
+                    })
+                    .collect();
+                for thread in threads {
+                    for (tombstone, put_at) in thread.join().expect("bulk sort panicked") {
+                        on_misordered(tombstone, put_at);
+                    }
                 }
             });
         }
@@ -313,11 +328,19 @@ const BUILD_THREADS: usize = 4;
 
 /// Moves each key's winner to the front of `entries` (sorted by `order`, in order) and returns
 /// how many keys there are. Entries of one hash are adjacent; among them, keys are compared in
-/// the log.
-fn resolve_winners<S: RecordSource>(entries: &mut [BulkEntry], source: &S, guard: &Guard) -> usize {
+/// the log. A key whose winner is a tombstone with one of its key's puts at a higher position
+/// (a relocation's copy that landed after it, the one break of the tombstone order a crash can
+/// leave, `compaction/relocate.rs`) goes to `misordered` with that put's position.
+fn resolve_winners<S: RecordSource>(
+    entries: &mut [BulkEntry],
+    source: &S,
+    guard: &Guard,
+    misordered: &mut Vec<(Address, u64)>,
+) -> usize {
     let mut out = 0;
     let mut at = 0;
-    let mut keys: Vec<(&[u8], BulkEntry)> = Vec::new();
+    // Per key: the key, its best entry and that entry's position, its highest put position.
+    let mut keys: Vec<(&[u8], BulkEntry, u64, Option<u64>)> = Vec::new();
     while at < entries.len() {
         let order = entries[at].order;
         let mut end = at + 1;
@@ -331,15 +354,25 @@ fn resolve_winners<S: RecordSource>(entries: &mut [BulkEntry], source: &S, guard
             // Several records of one hash: group them by key (almost always one key).
             keys.clear();
             for entry in &entries[at..end] {
-                let key = source.resolve(entry.address(), guard).key();
-                match keys.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, best)) if best.rank() < entry.rank() => *best = *entry,
-                    Some(_) => {}
-                    None => keys.push((key, *entry)),
+                let record = source.resolve(entry.address(), guard);
+                let (key, position) = (record.key(), record.position());
+                let put_at = entry.live.then_some(position);
+                match keys.iter_mut().find(|(k, ..)| *k == key) {
+                    Some((_, best, best_at, last_put)) => {
+                        *last_put = (*last_put).max(put_at);
+                        if best.rank() < entry.rank() {
+                            (*best, *best_at) = (*entry, position);
+                        }
+                    }
+                    None => keys.push((key, *entry, position, put_at)),
                 }
             }
-            for (_, winner) in &keys {
-                entries[out] = *winner;
+            for &(_, winner, winner_at, last_put) in &keys {
+                if let Some(put_at) = last_put.filter(|&put_at| !winner.live && put_at > winner_at)
+                {
+                    misordered.push((winner.address(), put_at));
+                }
+                entries[out] = winner;
                 out += 1;
             }
         }

@@ -1,21 +1,25 @@
 //! The index's state word: one packed `u64` per slot, and the atomic slot that holds it.
 //!
 //! ```text
-//!  63  62                48 47                                              0
-//! +---+--------------------+-------------------------------------------------+
-//! | F |    tag (15 bits)   |             address >> 3 (48 bits)              |
-//! +---+--------------------+-------------------------------------------------+
+//!  63  62  61              48 47                                              0
+//! +---+---+------------------+-------------------------------------------------+
+//! | F | G |  tag (14 bits)   |             address >> 3 (48 bits)              |
+//! +---+---+------------------+-------------------------------------------------+
 //! ```
 //!
 //! - `F` (FROZEN): the table holding the slot is being migrated; the slot is read-only from the
 //!   moment it is set, and it is never cleared.
-//! - `tag`: 15 hash bits that the home slot does not use, so most probes skip a slot without
+//! - `G` (FORGOTTEN): set only together with `F`, by the one CAS that freezes a tombstone the
+//!   migration leaves behind instead of copying (see `Index::migrate_slot`). The slot keeps its
+//!   address, so probes of other keys still pass it as before.
+//! - `tag`: 14 hash bits that the home slot does not use, so most probes skip a slot without
 //!   asking the log for its key.
 //! - `address >> 3`: the record's log address divided by its 8-byte alignment. Addresses are never
 //!   0, so an address field of 0 means the slot is vacant.
 //!
-//! Every slot goes through `Empty → Holds(K)* → Frozen` or `Empty → FrozenEmpty`: once it holds a
-//! key K it holds only K's entries, and once frozen it never changes again.
+//! Every slot goes through `Empty → Holds(K)* → Frozen`, `Empty → Holds(K)* → Frozen+Forgotten`
+//! or `Empty → FrozenEmpty`: once it holds a key K it holds only K's entries, and once frozen it
+//! never changes again.
 
 use crate::address::{self, Address};
 use crate::sync::{AtomicU64, Ordering};
@@ -24,9 +28,14 @@ use crate::sync::{AtomicU64, Ordering};
 const FROZEN_SHIFT: u32 = 63;
 const FROZEN: u64 = 1 << FROZEN_SHIFT;
 
-/// Bits 48..63: the tag.
+/// Bit 62: the frozen slot's tombstone was left behind by the migration (never set without
+/// [`FROZEN`]).
+const FORGOTTEN_SHIFT: u32 = 62;
+const FORGOTTEN: u64 = 1 << FORGOTTEN_SHIFT;
+
+/// Bits 48..62: the tag.
 const TAG_SHIFT: u32 = 48;
-const TAG_BITS: u32 = 15;
+const TAG_BITS: u32 = 14;
 const TAG_MASK: u64 = ((1 << TAG_BITS) - 1) << TAG_SHIFT;
 
 /// Bits 0..48: the address divided by its alignment ([`Address::packed`]).
@@ -42,20 +51,27 @@ const _: () = assert!(
     "tag sits right above the address"
 );
 const _: () = assert!(
-    TAG_SHIFT + TAG_BITS == FROZEN_SHIFT,
-    "frozen bit sits right above the tag"
+    TAG_SHIFT + TAG_BITS == FORGOTTEN_SHIFT && FORGOTTEN_SHIFT + 1 == FROZEN_SHIFT,
+    "forgotten bit sits right above the tag, frozen bit above it"
 );
-const _: () = assert!(FROZEN & TAG_MASK == 0 && TAG_MASK & ADDRESS_MASK == 0);
+const _: () = assert!(FROZEN & TAG_MASK == 0 && FORGOTTEN & TAG_MASK == 0);
+const _: () = assert!(TAG_MASK & ADDRESS_MASK == 0);
 
-/// The 15 hash bits stored in an entry.
+/// The 14 hash bits stored in an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Tag(u16);
 
-/// Bits of a key's hash that choose its home slot: all but the tag's.
-const HOME_BITS: u32 = u64::BITS - TAG_BITS;
+/// Bits of a key's hash that choose its home slot: the low 49 (bit 49 is unused since the tag
+/// gave a bit to [`FORGOTTEN`]; keeping 49 home bits keeps every key's home slot, and the loom
+/// models' layouts, unchanged).
+const HOME_BITS: u32 = 49;
 const HOME_MASK: u64 = (1 << HOME_BITS) - 1;
+const _: () = assert!(
+    HOME_BITS + TAG_BITS < u64::BITS,
+    "home and tag bits are disjoint"
+);
 
-/// A key's 64-bit hash: the low 49 bits choose the home slot, the top 15 bits are the tag.
+/// A key's 64-bit hash: the low 49 bits choose the home slot, the top 14 bits are the tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct KeyHash(u64);
 
@@ -64,7 +80,7 @@ impl KeyHash {
         Self(hash)
     }
 
-    /// The top [`TAG_BITS`] bits of the hash. Home slots use only the other 49 bits, so the tag
+    /// The top [`TAG_BITS`] bits of the hash. Home slots use only the low 49 bits, so the tag
     /// is independent of the home slot at every capacity.
     pub(super) fn tag(self) -> Tag {
         Tag((self.0 >> (u64::BITS - TAG_BITS)) as u16)
@@ -110,6 +126,12 @@ impl Entry {
         self.0 & FROZEN != 0
     }
 
+    /// Whether the slot is frozen with its tombstone left behind by the migration: the
+    /// successor gets no copy of it.
+    pub(super) fn is_forgotten(self) -> bool {
+        self.0 & FORGOTTEN != 0
+    }
+
     /// Whether the slot was sealed while vacant: no key can ever be added to it.
     pub(super) fn is_frozen_vacant(self) -> bool {
         self.is_frozen() && self.is_vacant()
@@ -124,9 +146,10 @@ impl Entry {
         Self(self.0 | FROZEN)
     }
 
-    /// This entry without the frozen bit: what migration copies into the next table.
+    /// This entry without the frozen (and forgotten) bit: what migration copies into the next
+    /// table.
     pub(super) fn thawed(self) -> Self {
-        Self(self.0 & !FROZEN)
+        Self(self.0 & !(FROZEN | FORGOTTEN))
     }
 }
 
@@ -134,6 +157,7 @@ impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Entry")
             .field("frozen", &self.is_frozen())
+            .field("forgotten", &self.is_forgotten())
             .field("tag", &self.tag().0)
             .field("address", &self.address())
             .finish()
@@ -186,6 +210,23 @@ impl Slot {
         Entry(self.0.fetch_or(FROZEN, Ordering::AcqRel)).frozen()
     }
 
+    /// Freezes the slot with its tombstone left behind, if it still holds exactly the unfrozen
+    /// `current`; on failure returns what it holds now. Exactly one thread's call succeeds for
+    /// a slot (a frozen slot never changes), so the one that succeeds does the bookkeeping of
+    /// the forgotten record.
+    ///
+    /// AcqRel on success, Acquire on failure: as [`Slot::freeze`], whose role this CAS plays
+    /// (it continues the install's release sequence and publishes the freezer's load of the
+    /// successor pointer).
+    pub(super) fn freeze_forgotten(&self, current: Entry) -> Result<Entry, Entry> {
+        debug_assert!(!current.is_frozen() && !current.is_vacant());
+        let forgotten = Entry(current.0 | FROZEN | FORGOTTEN);
+        self.0
+            .compare_exchange(current.0, forgotten.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| forgotten)
+            .map_err(Entry)
+    }
+
     /// The broken twin of the install CAS, for the models and tests that must catch it (see
     /// `broken_blind_index_store` in `write.rs`): overwrites the slot without checking that it
     /// still holds what the comparison looked at. Never called in a normal build.
@@ -203,7 +244,7 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         let tag = KeyHash::new(u64::MAX).tag();
-        assert_eq!(tag, Tag(0x7fff));
+        assert_eq!(tag, Tag(0x3fff));
         let address = Address::new(address::ADDRESS_LIMIT - address::ADDRESS_ALIGN);
         let entry = Entry::new(tag, address);
         assert_eq!(entry.address(), Some(address));
@@ -236,5 +277,22 @@ mod tests {
         assert_eq!(slot.freeze(), entry.frozen());
         assert_eq!(slot.freeze(), entry.frozen());
         assert_eq!(slot.load(), entry.frozen());
+    }
+
+    #[test]
+    fn forgotten_only_from_the_exact_unfrozen_entry() {
+        let slot = Slot::new();
+        let entry = Entry::new(Tag(0x3fff), Address::new(64));
+        slot.compare_exchange(Entry::EMPTY, entry).unwrap();
+        let newer = Entry::new(Tag(0x3fff), Address::new(128));
+        assert_eq!(slot.freeze_forgotten(newer), Err(entry));
+        let forgotten = slot.freeze_forgotten(entry).unwrap();
+        assert!(forgotten.is_frozen() && forgotten.is_forgotten());
+        assert_eq!(forgotten.address(), Some(Address::new(64)));
+        assert_eq!(forgotten.tag(), Tag(0x3fff));
+        assert_eq!(forgotten.thawed(), entry);
+        // Frozen is final: neither freeze changes it again.
+        assert_eq!(slot.freeze(), forgotten);
+        assert_eq!(slot.freeze_forgotten(entry), Err(forgotten));
     }
 }

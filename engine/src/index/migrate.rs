@@ -7,7 +7,7 @@
 //! `t.next`; only the thread whose CAS succeeds retires `t`.
 
 use super::entry::{Entry, KeyHash};
-use super::table::TablePtr;
+use super::table::{Table, TablePtr};
 use super::{Index, IndexedRecord, RecordSource, resolve_if_key};
 use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
@@ -60,7 +60,11 @@ impl Index {
                 return next;
             }
             if self.chain.is_root(table, guard) {
-                let (next, created) = table.get().install_successor(self.load_factor, guard);
+                let capacity = self.successor_capacity(table.get());
+                let (next, created) =
+                    table
+                        .get()
+                        .install_successor(capacity, self.load_factor, guard);
                 if created {
                     // Relaxed: a statistic, read by `stats`.
                     self.resizes.fetch_add(1, Ordering::Relaxed);
@@ -69,6 +73,56 @@ impl Index {
             }
             self.finish_migration(source, guard);
         }
+    }
+
+    /// The capacity of the root `table`'s successor: its own, to rebuild it without the
+    /// tombstones the log lets the index forget, when at least a quarter of its slots hold
+    /// keys that are not live and the last rebuild into it was worth it; else a larger one.
+    ///
+    /// A rebuild keeps the table as large as the live keys and the recent removals need; the
+    /// root's claim limit (`Table::root_admits_new_key`) is what lets a successor of the same
+    /// size take a copy of every slot it might have to (invariant 5).
+    fn successor_capacity(&self, table: &Table) -> usize {
+        if table.may_rebuild() && table.is_productive_rebuild() {
+            // Every key is in the root while it has no successor; the keys not live hold
+            // tombstones (a statistic, read without ordering; a wrong guess costs a resize).
+            let not_live = table.occupied().saturating_sub(self.len());
+            if not_live >= table.capacity() / 4 {
+                return table.capacity();
+            }
+        }
+        table.grown_capacity()
+    }
+
+    /// Rebuilds the root without the tombstones the log lets it forget, if no resize is in
+    /// flight, at least a quarter of its slots hold keys that are not live, and rebuilding is
+    /// worth it (see `successor_capacity`). Compaction calls it before it looks for tombstones
+    /// to drop from the log: only a tombstone the index has forgotten can be dropped. A resize
+    /// already in flight is left to the writers (and to `settle`).
+    pub(crate) fn forget_tombstones<S: RecordSource>(&self, source: &S, guard: &Guard) {
+        let root = self.chain.root(guard);
+        if root.successor(guard).is_some() {
+            return;
+        }
+        let capacity = self.successor_capacity(root.get());
+        if capacity != root.capacity() {
+            return;
+        }
+        let (_, created) = root
+            .get()
+            .install_successor(capacity, self.load_factor, guard);
+        if created {
+            // Relaxed: a statistic, read by `stats`.
+            self.resizes.fetch_add(1, Ordering::Relaxed);
+            self.finish_migration(source, guard);
+        }
+    }
+
+    /// Starts a resize of the root if none is in flight, and finishes it.
+    pub(crate) fn resize_now<S: RecordSource>(&self, source: &S, guard: &Guard) {
+        let root = self.chain.root(guard);
+        self.grow(root, source, guard);
+        self.finish_migration(source, guard);
     }
 
     /// Claims and migrates one chunk of `table`; returns whether there was a chunk to claim.
@@ -115,7 +169,12 @@ impl Index {
         }
     }
 
-    /// Freezes slot `index` of `table` and copies what it froze into `next`.
+    /// Freezes slot `index` of `table` and copies what it froze into `next`, or, if it holds a
+    /// tombstone the log says may be forgotten, freezes it as forgotten and copies nothing.
+    ///
+    /// Only this path forgets (a writer moving on freezes with a plain `freeze`, which copies):
+    /// the one `freeze_forgotten` CAS that succeeds decides, so exactly one thread reports the
+    /// forgotten record to the log.
     fn migrate_slot<S: RecordSource>(
         &self,
         table: TablePtr<'_>,
@@ -124,10 +183,38 @@ impl Index {
         source: &S,
         guard: &Guard,
     ) {
-        let frozen = table.slot(index).freeze();
+        let slot = table.slot(index);
+        let mut entry = slot.load();
+        let frozen = loop {
+            if entry.is_frozen() {
+                break entry;
+            }
+            let Some(address) = entry.address() else {
+                // Vacant: seal it (a key may claim it first; then copy what froze).
+                break slot.freeze();
+            };
+            let record = source.resolve(address, guard);
+            let forget =
+                !record.is_live() && (broken_forget_unsettled() || source.may_forget(&record));
+            if !forget {
+                break slot.freeze();
+            }
+            match slot.freeze_forgotten(entry) {
+                Ok(_) => {
+                    source.forgot(&record, guard);
+                    next.note_forgotten();
+                    return;
+                }
+                // The key was written meanwhile (or another helper froze the slot): look again.
+                Err(now) => entry = now,
+            }
+        };
         let Some(address) = frozen.address() else {
             return;
         };
+        if frozen.is_forgotten() {
+            return;
+        }
         let key = source.resolve(address, guard).key();
         self.copy_into(next, key, self.hash_key(key), frozen, source, guard);
     }
@@ -150,6 +237,10 @@ impl Index {
         guard: &Guard,
     ) {
         debug_assert!(frozen.is_frozen() && !frozen.is_vacant());
+        if frozen.is_forgotten() {
+            // Left behind on purpose (`migrate_slot`): the successor must not get it back.
+            return;
+        }
         let copy = frozen.thawed();
         let mut table = table;
         'tables: loop {
@@ -186,4 +277,16 @@ impl Index {
             table = self.grow(table, source, guard);
         }
     }
+}
+
+/// Whether migrations forget every tombstone, without asking the log whether an older record of
+/// its key can still be installed: the twin of `Broken::ForgetUnsettled`, which the loom model
+/// of a slow put racing a remove and a resize must catch. A constant `false` in normal builds.
+#[inline(always)]
+fn broken_forget_unsettled() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::ForgetUnsettled) {
+        return true;
+    }
+    false
 }

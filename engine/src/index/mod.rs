@@ -55,6 +55,16 @@
 //! copying them into a larger table follows Click's non-blocking hash map and Maier, Sanders and
 //! Dementiev's growt ("Concurrent Hash Tables: Fast and General(?)!", TOPC 2019).
 //!
+//! # Forgetting tombstones
+//!
+//! A migration may leave a tombstone behind instead of copying it, when the log says no older
+//! record of its key can still be installed ([`RecordSource::may_forget`]): `migrate_slot`
+//! freezes it with the forgotten bit (one CAS, so one thread reports it to the log), and
+//! nothing reaches the successor. The slot keeps its address, so invariant 1 holds and probes
+//! of other keys pass it as before. A root of at least 1024 slots full of such tombstones is
+//! rebuilt at its own size rather than grown; it keeps its last eighth from new keys so that a
+//! same-size successor never fills (invariant 5). See docs/design.md, section 3b.
+//!
 //! Neither the copy nor a reader compares `(version, address)` across tables: by invariant 3 the
 //! newer table's entry for K is always at least as new, so it simply wins. Comparing would give
 //! the same answers, except after a relocation (`replace_exact` keeps the version and may move a
@@ -107,6 +117,21 @@ pub(crate) trait RecordSource {
     fn prefetch(&self, address: Address, guard: &Guard) {
         let _ = (address, guard);
     }
+
+    /// Whether a migration may leave `record`, the current entry of its key, behind instead of
+    /// copying it into the successor table: only a tombstone against which no older record of
+    /// its key can still be installed (see the module docs, *Forgetting tombstones*). Must be
+    /// monotone: once true for a record, true for it forever. Never forgets by default.
+    fn may_forget(&self, record: &Self::Record<'_>) -> bool {
+        let _ = record;
+        false
+    }
+
+    /// Called once for each record a migration left behind ([`RecordSource::may_forget`]), by
+    /// the thread whose freeze forgot it: the index no longer counts it.
+    fn forgot(&self, record: &Self::Record<'_>, guard: &Guard) {
+        let _ = (record, guard);
+    }
 }
 
 /// What the index reads of a record: its key, version and liveness.
@@ -115,6 +140,8 @@ pub(crate) trait IndexedRecord<'g>: Copy {
     fn version(&self) -> u64;
     /// A put (true) or a tombstone (false).
     fn is_live(&self) -> bool;
+    /// Where the record is in the log (a copy's position differs from its version).
+    fn position(&self) -> u64;
     /// The record's length in the log. The index only hands it back (in [`Previous`]), so that
     /// the caller's space accounting need not read the replaced record again.
     fn bytes(&self) -> u32;
@@ -178,6 +205,8 @@ pub(crate) struct Previous {
     pub address: Address,
     pub live: bool,
     pub bytes: u32,
+    /// Its position in the log ([`IndexedRecord::position`]).
+    pub position: u64,
 }
 
 /// A snapshot of the index's size, for metrics.

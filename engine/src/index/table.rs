@@ -44,11 +44,21 @@ pub(super) struct Table {
     /// Slots whose migration is complete (frozen and copied), counted by the helpers that
     /// claimed them.
     migrate_done: CachePadded<AtomicUsize>,
+    /// Whether this table was made the same size as its predecessor, to leave its forgettable
+    /// tombstones behind (see [`Table::is_productive_rebuild`]).
+    rebuilt: bool,
+    /// Tombstones the migration into this table left behind (`Index::migrate_slot`).
+    forgotten: AtomicUsize,
 }
 
 impl Table {
     /// A table of `capacity` empty slots (at least 4).
     pub(super) fn new(capacity: usize, load_factor: f64) -> Self {
+        Self::with_role(capacity, load_factor, false)
+    }
+
+    /// A table of `capacity` empty slots; `rebuilt` if it replaces one of the same size.
+    fn with_role(capacity: usize, load_factor: f64, rebuilt: bool) -> Self {
         assert!(capacity >= 4, "bad table capacity {capacity}");
         // The float product is at most `0.95 × capacity`, so it fits and leaves one slot free.
         let resize_threshold = ((capacity as f64 * load_factor) as usize).min(capacity - 1);
@@ -61,6 +71,8 @@ impl Table {
             occupied: CachePadded::new(AtomicUsize::new(0)),
             migrate_claim: CachePadded::new(AtomicUsize::new(0)),
             migrate_done: CachePadded::new(AtomicUsize::new(0)),
+            rebuilt,
+            forgotten: AtomicUsize::new(0),
         }
     }
 
@@ -153,8 +165,45 @@ impl Table {
         before + 1 + pending_copies < self.slots.len()
     }
 
-    /// The capacity of this table's successor: 1.5 times this one's, or twice for a table
-    /// below [`SMALL_TABLE`] slots.
+    /// Whether a new key may claim a slot of this table while it is the root: `before` is what
+    /// [`Table::reserve_slot`] returned for it.
+    ///
+    /// A table that may be rebuilt at its own size ([`Table::may_rebuild`]) keeps an eighth of
+    /// its slots from new keys: its successor then receives at most `capacity - capacity / 8`
+    /// copies, so a successor of the same size is never filled by copies (invariant 5). A key
+    /// turned away makes sure the successor exists and tries again. Smaller tables always grow,
+    /// so their successor has room for a copy of every slot and they need no bound.
+    pub(super) fn root_admits_new_key(&self, before: usize) -> bool {
+        !self.may_rebuild() || before < self.root_claim_limit()
+    }
+
+    fn root_claim_limit(&self) -> usize {
+        self.slots.len() - self.slots.len() / 8
+    }
+
+    /// Whether this table's successor may have its own capacity (a rebuild that leaves dead
+    /// tombstones behind) rather than a larger one: only tables of at least [`SMALL_TABLE`]
+    /// slots, so the loom models' 4- and 8-slot tables always double.
+    pub(super) fn may_rebuild(&self) -> bool {
+        self.slots.len() >= SMALL_TABLE
+    }
+
+    /// Counts one tombstone that the migration into this table left behind. Relaxed: a
+    /// statistic for the next resize's choice.
+    pub(super) fn note_forgotten(&self) {
+        self.forgotten.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a rebuild into this table was worth it: it was not a rebuild, or it left at
+    /// least an eighth of its slots' worth of tombstones behind. A resize of a table that is
+    /// not grows rather than rebuilds again, so a table full of tombstones that may not be
+    /// forgotten yet is not rebuilt over and over. Relaxed, as [`Table::note_forgotten`].
+    pub(super) fn is_productive_rebuild(&self) -> bool {
+        !self.rebuilt || self.forgotten.load(Ordering::Relaxed) >= self.slots.len() / 8
+    }
+
+    /// The capacity of a grown successor: 1.5 times this one's, or twice for a table below
+    /// [`SMALL_TABLE`] slots.
     ///
     /// Growing by 1.5 rather than 2 keeps a table between `load_factor / 1.5` and `load_factor`
     /// full, so at the default 0.75 an index costs 10.7 to 16 bytes per key instead of 10.7 to
@@ -162,7 +211,7 @@ impl Table {
     /// once. Home slots by multiply-shift (`KeyHash::home`) make any capacity as cheap as a
     /// power of two. A small table doubles: its memory does not matter, and the loom models'
     /// 4- and 8-slot tables keep the layouts they are written for.
-    fn successor_capacity(&self) -> usize {
+    pub(super) fn grown_capacity(&self) -> usize {
         let capacity = self.capacity();
         let growth = if capacity < SMALL_TABLE {
             capacity
@@ -238,18 +287,23 @@ impl Table {
             .expect("index invariant: a table with a frozen slot has a successor")
     }
 
-    /// Installs a successor (of [`Table::successor_capacity`]) if there is none; returns the successor and
-    /// whether this call created it. The caller makes sure this table is the root.
+    /// Installs a successor of `capacity` slots (this table's own, for a rebuild, or
+    /// [`Table::grown_capacity`]) if there is none; returns the successor and whether this call
+    /// created it. The caller makes sure this table is the root.
     pub(super) fn install_successor<'g>(
         &'g self,
+        capacity: usize,
         load_factor: f64,
         guard: &'g Guard,
     ) -> (TablePtr<'g>, bool) {
         if let Some(next) = self.successor(guard) {
             return (next, false);
         }
-        let capacity = self.successor_capacity();
-        let fresh = Owned::new(Table::new(capacity, load_factor));
+        debug_assert!(
+            capacity > self.capacity() || (self.may_rebuild() && capacity == self.capacity())
+        );
+        let rebuilt = capacity == self.capacity();
+        let fresh = Owned::new(Table::with_role(capacity, load_factor, rebuilt));
         // Release on success publishes the new table's initialisation (pairs with the Acquire in
         // `successor`); Acquire on failure lets us use the winner's table. The loser's
         // allocation was never shared and is dropped here.

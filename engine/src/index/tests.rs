@@ -53,6 +53,7 @@ struct Resolved<'g> {
     key: &'g [u8],
     version: u64,
     live: bool,
+    address: Address,
 }
 
 impl<'g> IndexedRecord<'g> for Resolved<'g> {
@@ -70,6 +71,10 @@ impl<'g> IndexedRecord<'g> for Resolved<'g> {
 
     fn bytes(&self) -> u32 {
         record_bytes(self.key)
+    }
+
+    fn position(&self) -> u64 {
+        self.address.get()
     }
 }
 
@@ -96,6 +101,7 @@ impl RecordSource for Arena {
             key: &record.key,
             version: record.version,
             live: record.live,
+            address,
         }
     }
 }
@@ -209,6 +215,7 @@ fn plan(ops: &[Op]) -> (Arena, Vec<Planned>, Vec<Model>) {
                             address: a,
                             live: l,
                             bytes: record_bytes(&model_key(key)),
+                            position: a.get(),
                         });
                         model.insert(key, (version, address, live));
                         Upserted::Installed { replaced }
@@ -378,6 +385,7 @@ fn concurrent_disjoint_keys_resolve_to_highest_version() {
                             address: *v1,
                             live: true,
                             bytes: record_bytes(key),
+                            position: v1.get(),
                         });
                         assert_eq!(second, Upserted::Installed { replaced });
                     } else {

@@ -149,6 +149,14 @@ impl Index {
             root.unmigrated_slots()
         };
         let before = table.reserve_slot();
+        if root == table && !table.root_admits_new_key(before) {
+            // The root keeps its last eighth for migration's sake (`Table::root_admits_new_key`):
+            // make sure it has a successor, seal K out of this slot, and move on from it like
+            // any writer that meets a frozen slot.
+            table.release_slot();
+            self.grow(table, source, guard);
+            return Err(slot.freeze());
+        }
         if !table.admits_new_key(before, pending_copies) && !self.chain.is_root(table, guard) {
             // A migration target at its bound for new keys (invariant 5): finish the migration,
             // which makes the target the root, and start over.
@@ -196,6 +204,7 @@ impl Index {
                     address: current_address,
                     live: current_live,
                     bytes: record.bytes(),
+                    position: record.position(),
                 });
                 self.account_install(replaced, live);
                 Ok(WriteOutcome::Upserted(Upserted::Installed { replaced }))

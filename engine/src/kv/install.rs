@@ -24,6 +24,16 @@ impl RecordSource for AppendLog {
     fn prefetch(&self, address: Address, guard: &Guard) {
         self.prefetch_address(address, guard);
     }
+
+    /// A tombstone may be forgotten once no install of an older record of its key can arrive
+    /// (the settled frontier, `log/settled.rs`).
+    fn may_forget(&self, record: &RecordRef<'_>) -> bool {
+        record.kind == RecordKind::Tombstone && self.installs_settled_below(record.version)
+    }
+
+    fn forgot(&self, record: &RecordRef<'_>, guard: &Guard) {
+        self.note_forgotten(record, guard);
+    }
 }
 
 impl<'g> IndexedRecord<'g> for RecordRef<'g> {
@@ -42,13 +52,21 @@ impl<'g> IndexedRecord<'g> for RecordRef<'g> {
     fn bytes(&self) -> u32 {
         self.record_bytes
     }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
 }
 
 /// How a write's install went.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Outcome {
-    /// The record is current; the record it replaced was a put.
-    Installed { replaced_live: bool },
+    /// The record is current. `replaced_live`: the record it replaced was a put;
+    /// `replaced_put_at`: that put's position.
+    Installed {
+        replaced_live: bool,
+        replaced_put_at: Option<u64>,
+    },
     /// A record with a higher version was current; it is a tombstone.
     Superseded { by_tombstone: bool },
 }
@@ -90,11 +108,11 @@ pub(crate) fn install(
     if let Upserted::Installed { replaced } = result {
         let bytes = i64::from(record.record_bytes);
         live_bytes.add(bytes);
-        log.add_live_bytes_at(address, bytes, guard);
+        log.add_live_bytes_at(address, bytes, false, guard);
         if let Some(previous) = replaced {
             let old_bytes = i64::from(previous.bytes);
             live_bytes.add(-old_bytes);
-            log.add_live_bytes_at(previous.address, -old_bytes, guard);
+            log.add_live_bytes_at(previous.address, -old_bytes, false, guard);
         }
     }
     result

@@ -34,7 +34,7 @@ use crate::options::{Options, SyncPolicy};
 use crate::recovery::{RecoveryReport, open_dir};
 use crate::stripes::StripedCount;
 
-use crate::compaction::Compactor;
+use crate::compaction::{Compactor, repair_order};
 use crate::hints::write_hint;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{Arc, Mutex};
@@ -135,6 +135,7 @@ impl Log {
             log.directory().slots() - 1,
         );
         let mut per_segment: Vec<(Option<Address>, i64)> = Vec::new();
+        let mut misordered = Vec::new();
         let index = Index::from_bulk(
             index_options,
             loads,
@@ -152,6 +153,7 @@ impl Log {
                 sum.0.get_or_insert(winner.address);
                 sum.1 += bytes;
             },
+            |tombstone, put_at| misordered.push((tombstone, put_at)),
         );
         live_bytes.add(total);
         let guard = epoch::pin();
@@ -174,6 +176,19 @@ impl Log {
             first_background_error: std::sync::OnceLock::new(),
             compactor,
         });
+        {
+            // A crash between a relocation's copy and its tombstone repair leaves an older put
+            // after the key's tombstone: repair it as the live log would have
+            // (`compaction/relocate.rs`), before any tombstone may be forgotten or dropped.
+            let guard = epoch::pin();
+            for (tombstone, put_at) in misordered {
+                let key = inner.log.read_address(tombstone, &guard)?.key;
+                repair_order(&inner.log, &inner.index, key, put_at, &guard)?;
+            }
+            // Every record is installed and nothing else runs yet: every segment below the
+            // tail is settled (`log/settled.rs`).
+            inner.log.set_settled_below(inner.log.tail_segment_id());
+        }
         let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
         Ok(Self {
             inner,
@@ -334,13 +349,18 @@ impl Log {
             return Ok(None);
         };
         let record = self.inner.log.read_address(address, &guard)?;
-        let copy = crate::compaction::relocate_record(
+        // Never the oldest segment's forgotten tombstone: the index points at this record.
+        let relocated = crate::compaction::relocate_record(
             &self.inner.log,
             &self.inner.index,
             &record,
+            false,
             &guard,
         )?;
-        Ok(copy.map(|c| c.position))
+        Ok(match relocated {
+            crate::compaction::Relocated::Moved(copy) => Some(copy.position),
+            _ => None,
+        })
     }
 
     /// Relocates the live records of sealed segment `id` and retires it the way a compaction
@@ -351,6 +371,60 @@ impl Log {
         self.inner
             .compactor
             .compact_one(&self.inner.log, &self.inner.index, id)
+    }
+
+    /// What an open of this log's records would recover, in memory: every published put and
+    /// tombstone of the segments the log still holds (retiring ones included: their files are
+    /// still there), replayed by recovery's rule (highest version, then highest position),
+    /// keeping the keys whose winner is a put. For the loom models, which cannot reopen an
+    /// in-memory log, to check that nothing removed could come back.
+    #[doc(hidden)]
+    pub fn __recovered_state(&self) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+        let guard = crate::pin();
+        let mut winners = std::collections::BTreeMap::<Vec<u8>, (u64, u64, Option<Vec<u8>>)>::new();
+        for record in self.inner.log.scan(&guard) {
+            let value =
+                (record.kind == seglog_format::RecordKind::Put).then(|| record.value.to_vec());
+            let entry = (record.version, record.position, value);
+            match winners.get_mut(record.key) {
+                Some(winner) if (winner.0, winner.1) >= (entry.0, entry.1) => {}
+                Some(winner) => *winner = entry,
+                None => {
+                    winners.insert(record.key.to_vec(), entry);
+                }
+            }
+        }
+        winners
+            .into_iter()
+            .filter_map(|(key, (_, _, value))| value.map(|value| (key, value)))
+            .collect()
+    }
+
+    /// Appends a copy of the record at `position` with its version, as a relocation does, and
+    /// switches nothing: what a relocation that lost its race to a remove, and crashed before
+    /// its repair, leaves in the log. Returns the copy's position. For tests of recovery.
+    #[doc(hidden)]
+    pub fn __append_copy_of(&self, position: u64) -> Result<u64> {
+        let guard = epoch::pin();
+        let record = self.inner.log.read_at(position, &guard)?;
+        let copy = self.inner.log.append_record(
+            record.kind,
+            record.key,
+            record.value.len(),
+            Some(record.version),
+            false,
+            |buf| buf.copy_from_slice(record.value),
+        )?;
+        Ok(copy.position)
+    }
+
+    /// Migrates the index into a larger table now, as a resize does (forgetting the
+    /// tombstones the log allows). For the loom models, whose tables are too small to be
+    /// rebuilt by compaction.
+    #[doc(hidden)]
+    pub fn __resize_index(&self) {
+        let guard = epoch::pin();
+        self.inner.index.resize_now(&self.inner.log, &guard);
     }
 
     /// Loom only: index tables alive on this OS thread (loom runs a whole model on one), so a
@@ -401,8 +475,11 @@ impl Inner {
 
     fn live_bytes(&self) -> u64 {
         // A replacement's subtraction can land before the install's addition: transiently
-        // "negative", which reads as 0.
-        self.live_bytes.get()
+        // "negative", which reads as 0. Tombstones the index forgot are no longer live
+        // (`log/settled.rs`), though their segments still count them until compaction drops them.
+        self.live_bytes
+            .get()
+            .saturating_sub(self.log.forgotten_bytes())
     }
 
     /// Runs a compaction pass if the log is over its thresholds and no other thread is

@@ -3,6 +3,7 @@
 
 use seglog_format::RecordKind;
 
+use crate::compaction::repair_order;
 use crate::error::{Error, Result};
 use crate::index::Upserted;
 use crate::log::Appended;
@@ -154,6 +155,9 @@ impl Log {
         ) {
             Upserted::Installed { replaced } => Outcome::Installed {
                 replaced_live: replaced.is_some_and(|previous| previous.live),
+                replaced_put_at: replaced
+                    .filter(|previous| previous.live)
+                    .map(|previous| previous.position),
             },
             Upserted::Superseded { live, .. } => Outcome::Superseded {
                 by_tombstone: !live,
@@ -177,14 +181,32 @@ impl Log {
             let guard = epoch::pin();
             let outcome = self.install_appended(key, RecordKind::Tombstone, appended, &guard);
             drop(hold);
-            drop(guard);
             match outcome {
-                Outcome::Installed { replaced_live } => {
+                Outcome::Installed {
+                    replaced_live,
+                    replaced_put_at,
+                } => {
+                    if let Some(put_position) = replaced_put_at
+                        && put_position > appended.position
+                    {
+                        // The put we removed is a relocation's copy that landed after our
+                        // tombstone: move the tombstone after it (the tombstone order,
+                        // `compaction/relocate.rs`), or a dropped tombstone would let an
+                        // older copy of it back.
+                        repair_order(
+                            &self.inner.log,
+                            &self.inner.index,
+                            key,
+                            put_position,
+                            &guard,
+                        )?;
+                    }
+                    drop(guard);
                     self.after_write()?;
                     return Ok(replaced_live);
                 }
                 // A newer record of this key won; our tombstone is dead. Start over against it.
-                Outcome::Superseded { .. } => {}
+                Outcome::Superseded { .. } => drop(guard),
             }
         }
     }

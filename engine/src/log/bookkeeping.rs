@@ -110,12 +110,25 @@ impl AppendLog {
 
     /// Adds `delta` to the live bytes of the segment holding the record at index address
     /// `address` (the segment in its ring slot: the one the address names while the caller is
-    /// pinned, as for `read_address`).
-    pub(crate) fn add_live_bytes_at(&self, address: Address, delta: i64, guard: &Guard) {
+    /// pinned, as for `read_address`). `forgotten`: the record is a tombstone the index forgot,
+    /// which the segment also counts apart (see `log/settled.rs`).
+    pub(crate) fn add_live_bytes_at(
+        &self,
+        address: Address,
+        delta: i64,
+        forgotten: bool,
+        guard: &Guard,
+    ) {
         let (slot, _) = self.split(address.get());
         if let Some(segment) = self.directory.in_slot(slot, guard) {
-            segment.add_live_bytes(delta);
+            segment.add_live_bytes(delta, forgotten);
         }
+    }
+
+    /// Notes that segment files were removed or renamed: the next sync fsyncs the directory.
+    pub(crate) fn note_directory_changed(&self) {
+        // Relaxed: as `ensure_segment`'s count; read-modify-written under `sync_lock` by `sync`.
+        self.unsynced_segments.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes a reclaimed segment's records out of the log's totals.

@@ -34,6 +34,7 @@ mod provision;
 mod publish;
 mod read;
 mod reserve;
+mod settled;
 mod tail;
 
 use std::path::{Path, PathBuf};
@@ -185,6 +186,10 @@ pub struct AppendLog {
     claimed: AtomicU64,
     /// The lowest segment id that may still hold records (scans start here).
     first_segment: AtomicU64,
+    /// Segments below this id have every record installed (see `settled.rs`).
+    settled_below: AtomicU64,
+    /// Bytes of tombstones the index forgot (see `settled.rs`).
+    forgotten_bytes: crate::stripes::StripedCount,
     counters: Counters,
     /// The directory lock, for file-backed logs; released when the log drops.
     lock: Option<crate::files::DirLock>,
@@ -256,6 +261,8 @@ impl AppendLog {
             storage,
             claimed: AtomicU64::new(0),
             first_segment: AtomicU64::new(0),
+            settled_below: AtomicU64::new(0),
+            forgotten_bytes: crate::stripes::StripedCount::default(),
             counters: Counters::default(),
             lock: None,
             synced: AtomicU64::new(0),

@@ -12,6 +12,9 @@ pub(super) struct SegmentCounts {
     /// Bytes of this segment's records that the index points at (compaction's live ratio);
     /// wraps, since a replacement subtracts on the replacing thread's stripe.
     live_bytes: AtomicU64,
+    /// The part of `live_bytes` that is tombstones the index forgot (`log/settled.rs`): what
+    /// compaction may drop once this is the oldest segment. Wraps like `live_bytes`.
+    forgotten_bytes: AtomicU64,
     /// Records published here whose index install has not finished (see
     /// `AppendLog::append_record`'s `hold`), taken and released on this stripe.
     pending_installs: AtomicU64,
@@ -29,13 +32,36 @@ impl Segment {
         )
     }
 
-    /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes.
-    pub(crate) fn add_live_bytes(&self, delta: i64) {
-        // Relaxed: an estimate; exact once writers are quiescent.
+    /// Bytes of forgotten tombstones among [`Segment::live_bytes`].
+    pub(crate) fn forgotten_bytes(&self) -> u64 {
+        // Relaxed: as `live_bytes`.
+        signed_sum(
+            self.counts
+                .all()
+                .map(|c| c.forgotten_bytes.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Adds `delta` (wrapping: subtraction passes a negated value) to the live bytes, and to
+    /// the forgotten bytes too if `forgotten`.
+    pub(crate) fn add_live_bytes(&self, delta: i64, forgotten: bool) {
+        let counts = self.counts.mine();
+        // Relaxed: estimates; exact once writers are quiescent.
+        counts.live_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+        if forgotten {
+            counts
+                .forgotten_bytes
+                .fetch_add(delta as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `bytes` of this segment's live bytes as a tombstone the index forgot.
+    pub(crate) fn note_forgotten(&self, bytes: u32) {
+        // Relaxed: as `add_live_bytes`.
         self.counts
             .mine()
-            .live_bytes
-            .fetch_add(delta as u64, Ordering::Relaxed);
+            .forgotten_bytes
+            .fetch_add(u64::from(bytes), Ordering::Relaxed);
     }
 
     /// Counts a record about to be published whose index install is still to come, on this

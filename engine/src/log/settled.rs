@@ -1,0 +1,94 @@
+//! The settled frontier: the segment id below which every record's index install is over, so
+//! the index may forget a tombstone there (issue 15, docs/design.md *Forgetting removed keys*).
+//!
+//! A tombstone in the index is the barrier that turns away a slower write of an older record
+//! of its key: a put that reserved its place before the remove but installs after it finds the
+//! tombstone's higher version and retries past it (`Log::put_appended`). Once every record
+//! whose version is below the tombstone's has been installed (or turned away), no such write
+//! can come any more, and the barrier is not needed. Versions of fresh records are positions,
+//! so "every record of segments below `s` is installed" covers every version below `s`'s first
+//! position.
+//!
+//! Compaction advances the frontier at the start of each pass, holding the pass flag: a
+//! segment is settled once it is sealed (below the tail word's segment), every record in it is
+//! published, and no install hold is open (the same test compaction makes before it relocates
+//! a segment, `Segment::installs_pending`). Advancing only at a pass's start also orders the
+//! frontier after every earlier pass's relocations and their tombstone repairs
+//! (`compaction::relocate`): a relocation that raced a remove belongs to a pass that began
+//! before the remove's install finished, so the frontier computed then does not cover the
+//! remove's segment, and the pass repairs the order before it ends.
+
+use super::{AppendLog, read_record};
+use crate::segment::FIRST_RECORD_OFFSET;
+use crate::sync::Ordering;
+use crate::sync::epoch::Guard;
+
+impl AppendLog {
+    /// Whether an index install of a record with a version below `version` can still arrive:
+    /// false once `version`'s segment is below the settled frontier.
+    pub(crate) fn installs_settled_below(&self, version: u64) -> bool {
+        let (segment, _) = self.split(version);
+        // Acquire: pairs with the Release in `advance_settled`, so every install in the
+        // segments below the frontier (their holds' Release, read by the advancing thread)
+        // happens-before the caller's decision to forget.
+        segment < self.settled_below.load(Ordering::Acquire)
+    }
+
+    /// Moves the settled frontier past every sealed segment whose records are all published
+    /// and installed. Called by compaction at the start of a pass, with its pass flag held
+    /// (the only writer of the frontier), and by recovery's end (where nothing is in flight).
+    pub(crate) fn advance_settled(&self, guard: &Guard) {
+        let tail_segment = self.tail_segment_id();
+        // Relaxed: only the holder of the compaction flag stores it, and the flag's
+        // Acquire/Release orders one holder's store before the next holder's load.
+        let mut frontier = self.settled_below.load(Ordering::Relaxed);
+        while frontier < tail_segment {
+            if let Some(segment) = self.directory.get(frontier, guard)
+                && !self.is_settled(frontier, segment)
+            {
+                break;
+            }
+            // A segment that is gone (retired by compaction) holds nothing to install.
+            frontier += 1;
+        }
+        // Release: pairs with the Acquire in `installs_settled_below`.
+        self.settled_below.fetch_max(frontier, Ordering::Release);
+    }
+
+    /// Sets the frontier at open: recovery installed every record it found, and nothing else
+    /// runs yet, so every segment below the tail is settled.
+    pub(crate) fn set_settled_below(&self, segment: u64) {
+        // Release: as in `advance_settled`.
+        self.settled_below.fetch_max(segment, Ordering::Release);
+    }
+
+    fn is_settled(&self, id: u64, segment: &crate::segment::Segment) -> bool {
+        let mut offset = FIRST_RECORD_OFFSET;
+        while offset < segment.len() {
+            match read_record(segment, offset, self.position(id, offset as u64)) {
+                Ok(Some(record)) => offset += record.record_bytes as usize,
+                // Unpublished: a writer still owns it. Damaged: never settled (recovery
+                // reports it; the index then simply keeps the tombstones above it).
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        // Every record is published (Acquire on each commit word), so each hold taken before
+        // its publish is visible here until released (`Segment::installs_pending`).
+        !segment.installs_pending()
+    }
+
+    /// Counts a tombstone the index forgot: no longer live for the log's totals, and counted
+    /// apart in its segment, which keeps it among its live bytes until compaction drops it
+    /// (oldest segment) or relocates it (any other).
+    pub(crate) fn note_forgotten(&self, record: &super::RecordRef<'_>, guard: &Guard) {
+        self.forgotten_bytes.add(i64::from(record.record_bytes));
+        if let Some(segment) = self.directory.get(self.split(record.position).0, guard) {
+            segment.note_forgotten(record.record_bytes);
+        }
+    }
+
+    /// Bytes of tombstones the index forgot, to take out of the live bytes.
+    pub(crate) fn forgotten_bytes(&self) -> u64 {
+        self.forgotten_bytes.get()
+    }
+}
