@@ -40,7 +40,7 @@ use seglog_format::RecordKind;
 
 use crate::error::Result;
 use crate::index::Index;
-use crate::log::{AppendLog, read_record};
+use crate::log::{AppendLog, PassFlag, read_record};
 use crate::options::CompactionPolicy;
 use crate::segment::FIRST_RECORD_OFFSET;
 mod relocate;
@@ -81,8 +81,6 @@ struct Retiring {
 /// Compaction state of one log.
 pub(crate) struct Compactor {
     policy: CompactionPolicy,
-    /// One compaction at a time; other writers skip instead of waiting.
-    running: AtomicBool,
     retiring: Mutex<Vec<Retiring>>,
     /// Length of `retiring`, readable without the mutex.
     retiring_count: AtomicU64,
@@ -98,7 +96,6 @@ impl Compactor {
     pub(crate) fn new(policy: CompactionPolicy) -> Self {
         Self {
             policy,
-            running: AtomicBool::new(false),
             retiring: Mutex::new(Vec::new()),
             retiring_count: AtomicU64::new(0),
             runs: AtomicU64::new(0),
@@ -195,7 +192,7 @@ impl Compactor {
         until_done: impl Fn() -> bool,
     ) -> Result<Option<u64>> {
         // Acquire/Release on the flag: the pass of one thread happens-before the next pass.
-        let Some(_running) = Running::claim(&self.running) else {
+        let Some(_running) = PassFlag::claim(log.compaction_flag()) else {
             return Ok(None);
         };
         self.run(log, index, until_done).map(Some)
@@ -205,7 +202,7 @@ impl Compactor {
     /// in a later pass); `Ok(false)` if another compaction is running or the segment is not
     /// ready. For `Log::__compact_segment` (the loom models).
     pub(crate) fn compact_one(&self, log: &AppendLog, index: &Index, id: u64) -> Result<bool> {
-        let Some(_running) = Running::claim(&self.running) else {
+        let Some(_running) = PassFlag::claim(log.compaction_flag()) else {
             return Ok(false);
         };
         self.relocate(log, index, id)
@@ -423,32 +420,13 @@ impl Compactor {
         if !self.has_retiring() {
             return Ok(());
         }
-        let Some(_running) = Running::claim(&self.running) else {
+        let Some(_running) = PassFlag::claim(log.compaction_flag()) else {
             return Ok(());
         };
         for _ in 0..2 {
             epoch::pin().flush();
         }
         self.finish_retirements(log).map(|_| ())
-    }
-}
-
-/// The compactor's `running` flag, held for one pass and given back when dropped, also when the
-/// pass panics (a flag left set would make `Log::compact` wait forever).
-struct Running<'a>(&'a AtomicBool);
-
-impl<'a> Running<'a> {
-    /// Takes the flag, or `None` if another pass holds it.
-    fn claim(flag: &'a AtomicBool) -> Option<Self> {
-        // Acquire: pairs with the Release in `drop`, so one pass happens-before the next.
-        (!flag.swap(true, Ordering::Acquire)).then_some(Self(flag))
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        // Release: pairs with the Acquire in `claim`.
-        self.0.store(false, Ordering::Release);
     }
 }
 

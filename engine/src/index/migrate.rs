@@ -60,6 +60,9 @@ impl Index {
                 return next;
             }
             if self.chain.is_root(table, guard) {
+                if table.may_rebuild() {
+                    source.before_rebuild(guard);
+                }
                 let capacity = self.successor_capacity(table.get());
                 let (next, created) =
                     table
@@ -76,27 +79,29 @@ impl Index {
     }
 
     /// The capacity of the root `table`'s successor: its own, to rebuild it without the
-    /// tombstones the log lets the index forget, when at least a quarter of its slots hold
-    /// keys that are not live and the last rebuild into it was worth it; else a larger one.
+    /// tombstones the log lets the index forget, when its live keys fill at most 60 % of it
+    /// and the last rebuild into it was worth it; else a larger one.
     ///
-    /// A rebuild keeps the table as large as the live keys and the recent removals need; the
-    /// root's claim limit (`Table::root_admits_new_key`) is what lets a successor of the same
-    /// size take a copy of every slot it might have to (invariant 5).
+    /// At 60 % a rebuild leaves the table at least 15 % of its slots from its next resize (it
+    /// resizes at 75 %), and growing past it leaves the grown table at least 40 % live: at most
+    /// 20 bytes per live key, under twice the 10.7 a table of just the live keys at the load
+    /// factor needs. The root's claim limit (`Table::root_admits_new_key`) is what lets a
+    /// successor of the same size take a copy of every slot it might have to (invariant 5).
     fn successor_capacity(&self, table: &Table) -> usize {
-        if table.may_rebuild() && table.is_productive_rebuild() {
-            // Every key is in the root while it has no successor; the keys not live hold
-            // tombstones (a statistic, read without ordering; a wrong guess costs a resize).
-            let not_live = table.occupied().saturating_sub(self.len());
-            if not_live >= table.capacity() / 4 {
-                return table.capacity();
-            }
+        // Every key is in the root while it has no successor (a statistic, read without
+        // ordering; a wrong guess costs a resize, never a key).
+        if table.may_rebuild()
+            && table.is_productive_rebuild()
+            && self.len().saturating_mul(5) <= table.capacity().saturating_mul(3)
+        {
+            return table.capacity();
         }
         table.grown_capacity()
     }
 
     /// Rebuilds the root without the tombstones the log lets it forget, if no resize is in
-    /// flight, at least a quarter of its slots hold keys that are not live, and rebuilding is
-    /// worth it (see `successor_capacity`). Compaction calls it before it looks for tombstones
+    /// flight, at least an eighth of its slots hold keys that are not live, and a rebuild is
+    /// what its next resize would be (see `successor_capacity`). Compaction calls it before it looks for tombstones
     /// to drop from the log: only a tombstone the index has forgotten can be dropped. A resize
     /// already in flight is left to the writers (and to `settle`).
     pub(crate) fn forget_tombstones<S: RecordSource>(&self, source: &S, guard: &Guard) {
@@ -104,8 +109,10 @@ impl Index {
         if root.successor(guard).is_some() {
             return;
         }
+        // Worth a pass over the table only if an eighth of it could be forgotten.
+        let not_live = root.occupied().saturating_sub(self.len());
         let capacity = self.successor_capacity(root.get());
-        if capacity != root.capacity() {
+        if capacity != root.capacity() || not_live < root.capacity() / 8 {
             return;
         }
         let (_, created) = root
@@ -185,6 +192,9 @@ impl Index {
     ) {
         let slot = table.slot(index);
         let mut entry = slot.load();
+        // A slot keeps its key (invariant 1): once resolved, the key is known whatever the slot
+        // holds by the time it is frozen.
+        let mut key = None;
         let frozen = loop {
             if entry.is_frozen() {
                 break entry;
@@ -194,6 +204,7 @@ impl Index {
                 break slot.freeze();
             };
             let record = source.resolve(address, guard);
+            key = Some(record.key());
             let forget =
                 !record.is_live() && (broken_forget_unsettled() || source.may_forget(&record));
             if !forget {
@@ -215,7 +226,7 @@ impl Index {
         if frozen.is_forgotten() {
             return;
         }
-        let key = source.resolve(address, guard).key();
+        let key = key.unwrap_or_else(|| source.resolve(address, guard).key());
         self.copy_into(next, key, self.hash_key(key), frozen, source, guard);
     }
 

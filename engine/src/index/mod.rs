@@ -132,6 +132,13 @@ pub(crate) trait RecordSource {
     fn forgot(&self, record: &Self::Record<'_>, guard: &Guard) {
         let _ = (record, guard);
     }
+
+    /// Called before the index decides whether to rebuild a table at its own size, so that
+    /// [`RecordSource::may_forget`] is as up to date as it cheaply can be. Does nothing by
+    /// default.
+    fn before_rebuild(&self, guard: &Guard) {
+        let _ = guard;
+    }
 }
 
 /// What the index reads of a record: its key, version and liveness.

@@ -195,11 +195,12 @@ impl Table {
     }
 
     /// Whether a rebuild into this table was worth it: it was not a rebuild, or it left at
-    /// least an eighth of its slots' worth of tombstones behind. A resize of a table that is
-    /// not grows rather than rebuilds again, so a table full of tombstones that may not be
-    /// forgotten yet is not rebuilt over and over. Relaxed, as [`Table::note_forgotten`].
+    /// least a thirty-second of its slots' worth of tombstones behind. A resize of a table
+    /// that is not grows rather than rebuilds again, so a table full of tombstones that may
+    /// not be forgotten yet (the settled frontier stuck behind a damaged segment, say) is not
+    /// rebuilt over and over. Relaxed, as [`Table::note_forgotten`].
     pub(super) fn is_productive_rebuild(&self) -> bool {
-        !self.rebuilt || self.forgotten.load(Ordering::Relaxed) >= self.slots.len() / 8
+        !self.rebuilt || self.forgotten.load(Ordering::Relaxed) >= self.slots.len() / 32
     }
 
     /// The capacity of a grown successor: 1.5 times this one's, or twice for a table below

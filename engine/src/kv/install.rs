@@ -34,6 +34,10 @@ impl RecordSource for AppendLog {
     fn forgot(&self, record: &RecordRef<'_>, guard: &Guard) {
         self.note_forgotten(record, guard);
     }
+
+    fn before_rebuild(&self, guard: &Guard) {
+        self.try_advance_settled(guard);
+    }
 }
 
 impl<'g> IndexedRecord<'g> for RecordRef<'g> {
@@ -93,26 +97,44 @@ impl<'a> From<&RecordRef<'a>> for Published<'a> {
     }
 }
 
+/// The log's live bytes, striped: every key's current record (puts and the tombstones the
+/// index holds or forgot; `AppendLog::forgotten_bytes` is taken out by the reader), and the
+/// puts among them, which is what `Stats::live_bytes` reports.
+#[derive(Default)]
+pub(crate) struct LiveBytes {
+    pub(crate) records: StripedCount,
+    pub(crate) puts: StripedCount,
+}
+
+impl LiveBytes {
+    /// Counts a current record of `bytes` coming (`delta` +1) or going (−1).
+    pub(crate) fn add(&self, bytes: u32, live: bool, delta: i64) {
+        let bytes = delta * i64::from(bytes);
+        self.records.add(bytes);
+        if live {
+            self.puts.add(bytes);
+        }
+    }
+}
+
 /// Installs a published record in the index, keeping the log's and the segments' live bytes
 /// in step.
 pub(crate) fn install(
     index: &Index,
     log: &AppendLog,
     record: Published<'_>,
-    live_bytes: &StripedCount,
+    live_bytes: &LiveBytes,
     guard: &Guard,
 ) -> Upserted {
     let live = record.kind == RecordKind::Put;
     let address = log.address_of(record.position);
     let result = index.upsert(record.key, address, record.version, live, log, guard);
     if let Upserted::Installed { replaced } = result {
-        let bytes = i64::from(record.record_bytes);
-        live_bytes.add(bytes);
-        log.add_live_bytes_at(address, bytes, false, guard);
+        live_bytes.add(record.record_bytes, live, 1);
+        log.add_live_bytes_at(address, i64::from(record.record_bytes), false, guard);
         if let Some(previous) = replaced {
-            let old_bytes = i64::from(previous.bytes);
-            live_bytes.add(-old_bytes);
-            log.add_live_bytes_at(previous.address, -old_bytes, false, guard);
+            live_bytes.add(previous.bytes, previous.live, -1);
+            log.add_live_bytes_at(previous.address, -i64::from(previous.bytes), false, guard);
         }
     }
     result

@@ -13,9 +13,11 @@ pub struct Stats {
     pub keys: u64,
     /// Bytes of all records in the log (puts, tombstones, aborted records), headers included.
     pub bytes: u64,
-    /// Bytes of the records that are current for their key (puts and tombstones).
+    /// Bytes of the live keys' current records (puts; tombstones are not live data: they go
+    /// once nothing older can come back, see docs/design.md section 3b).
     pub live_bytes: u64,
-    /// Bytes of records no longer current: what compaction could reclaim.
+    /// Bytes of the other records (overwritten and removed values, tombstones, aborted
+    /// records): what compaction reclaims, tombstones once they may be dropped.
     pub dead_bytes: u64,
     /// `live_bytes / bytes` (1.0 for an empty log).
     pub live_ratio: f64,

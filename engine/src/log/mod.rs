@@ -50,6 +50,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::read::read_record;
 pub use self::read::{RecordRef, Scan};
+pub(crate) use self::settled::PassFlag;
 use self::tail::{SEGMENT_ID_BITS, Tail, TailWord};
 
 /// Retired segment files kept for reuse instead of deleted.
@@ -188,6 +189,9 @@ pub struct AppendLog {
     first_segment: AtomicU64,
     /// Segments below this id have every record installed (see `settled.rs`).
     settled_below: AtomicU64,
+    /// Held by one compaction pass at a time, and by whoever moves `settled_below` (see
+    /// `settled.rs`): other compactors skip instead of waiting.
+    compaction_running: crate::sync::AtomicBool,
     /// Bytes of tombstones the index forgot (see `settled.rs`).
     forgotten_bytes: crate::stripes::StripedCount,
     counters: Counters,
@@ -262,6 +266,7 @@ impl AppendLog {
             claimed: AtomicU64::new(0),
             first_segment: AtomicU64::new(0),
             settled_below: AtomicU64::new(0),
+            compaction_running: crate::sync::AtomicBool::new(false),
             forgotten_bytes: crate::stripes::StripedCount::default(),
             counters: Counters::default(),
             lock: None,

@@ -9,7 +9,8 @@
 //! so "every record of segments below `s` is installed" covers every version below `s`'s first
 //! position.
 //!
-//! Compaction advances the frontier at the start of each pass, holding the pass flag: a
+//! Compaction advances the frontier at the start of each pass, holding the pass flag
+//! ([`PassFlag`]), and so does a writer about to rebuild the index, if it can take the flag: a
 //! segment is settled once it is sealed (below the tail word's segment), every record in it is
 //! published, and no install hold is open (the same test compaction makes before it relocates
 //! a segment, `Segment::installs_pending`). Advancing only at a pass's start also orders the
@@ -20,8 +21,28 @@
 
 use super::{AppendLog, read_record};
 use crate::segment::FIRST_RECORD_OFFSET;
-use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
+use crate::sync::{AtomicBool, Ordering};
+
+/// The compaction pass flag of a log, held for one pass (or one move of the settled frontier)
+/// and given back when dropped, also when the pass panics (a flag left set would make
+/// `Log::compact` wait forever).
+pub(crate) struct PassFlag<'a>(&'a AtomicBool);
+
+impl<'a> PassFlag<'a> {
+    /// Takes the flag, or `None` if another pass holds it.
+    pub(crate) fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        // Acquire: pairs with the Release in `drop`, so one holder happens-before the next.
+        (!flag.swap(true, Ordering::Acquire)).then_some(Self(flag))
+    }
+}
+
+impl Drop for PassFlag<'_> {
+    fn drop(&mut self) {
+        // Release: pairs with the Acquire in `claim`.
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 impl AppendLog {
     /// Whether an index install of a record with a version below `version` can still arrive:
@@ -35,8 +56,8 @@ impl AppendLog {
     }
 
     /// Moves the settled frontier past every sealed segment whose records are all published
-    /// and installed. Called by compaction at the start of a pass, with its pass flag held
-    /// (the only writer of the frontier), and by recovery's end (where nothing is in flight).
+    /// and installed. The caller holds the pass flag: compaction at the start of a pass, or
+    /// [`AppendLog::try_advance_settled`].
     pub(crate) fn advance_settled(&self, guard: &Guard) {
         let tail_segment = self.tail_segment_id();
         // Relaxed: only the holder of the compaction flag stores it, and the flag's
@@ -53,6 +74,19 @@ impl AppendLog {
         }
         // Release: pairs with the Acquire in `installs_settled_below`.
         self.settled_below.fetch_max(frontier, Ordering::Release);
+    }
+
+    /// The flag compaction passes hold ([`PassFlag`]).
+    pub(crate) fn compaction_flag(&self) -> &AtomicBool {
+        &self.compaction_running
+    }
+
+    /// Moves the settled frontier if no compaction pass is running (one that is moves it at its
+    /// start): for a writer about to rebuild the index, so the rebuild forgets what it may.
+    pub(crate) fn try_advance_settled(&self, guard: &Guard) {
+        if let Some(_pass) = PassFlag::claim(&self.compaction_running) {
+            self.advance_settled(guard);
+        }
     }
 
     /// Sets the frontier at open: recovery installed every record it found, and nothing else
