@@ -23,6 +23,12 @@ struct Arena {
     /// the CAS that depends on it, so this widens exactly the windows that races need on a
     /// machine with few cores.
     yield_in_resolve: bool,
+    /// Let migrations forget every tombstone (`RecordSource::may_forget`): safe where no older
+    /// record of a key is installed after a newer one (each key written by one thread, in
+    /// version order).
+    forget_tombstones: bool,
+    /// Tombstones forgotten, as the log would count them.
+    forgotten: AtomicUsize,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +109,15 @@ impl RecordSource for Arena {
             live: record.live,
             address,
         }
+    }
+
+    fn may_forget(&self, record: &Resolved<'_>) -> bool {
+        self.forget_tombstones && !record.live
+    }
+
+    fn forgot(&self, _record: &Resolved<'_>, _guard: &Guard) {
+        // Relaxed: a count read after the threads are joined.
+        self.forgotten.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -870,4 +885,170 @@ fn memory_per_key_at_one_million_keys() {
         "index at {KEYS} keys: {stats:?}, {per_key:.2} bytes/key, worst {worst:.2} past 10k keys"
     );
     assert!(per_key <= 16.0 + 0.01, "{per_key} bytes per key");
+}
+
+// --- Forgetting tombstones and rebuilding in place ---------------------------------------------
+
+fn sized(capacity: usize) -> Index {
+    Index::new(IndexOptions {
+        initial_capacity: capacity,
+        load_factor: 0.75,
+        seed: 7,
+    })
+}
+
+/// A 1024-slot index whose keys are mostly removed rebuilds at its own size, forgetting every
+/// tombstone, instead of growing: the live keys read their values, the removed ones are absent,
+/// `len` is exact and the table never grew.
+#[test]
+fn removed_keys_are_forgotten_and_the_table_rebuilt_in_place() {
+    let mut arena = Arena {
+        forget_tombstones: true,
+        ..Arena::default()
+    };
+    // Rounds of 500 fresh keys, each put and then removed but for one in ten: without
+    // forgetting, 5,000 keys would need a table of 8,000 slots.
+    let mut writes = Vec::new();
+    let mut version = 0;
+    for round in 0..10u64 {
+        for i in 0..500u64 {
+            let key = format!("r{round}-k{i}").into_bytes();
+            version += 1;
+            writes.push((key.clone(), arena.push(&key, version, true), version, true));
+            if i % 10 != 0 {
+                version += 1;
+                writes.push((
+                    key.clone(),
+                    arena.push(&key, version, false),
+                    version,
+                    false,
+                ));
+            }
+        }
+    }
+    let index = sized(1024);
+    let guard = epoch::pin();
+    for (key, address, version, live) in &writes {
+        let upserted = index.upsert(key, *address, *version, *live, &arena, &guard);
+        assert!(
+            matches!(upserted, Upserted::Installed { .. }),
+            "{upserted:?}"
+        );
+    }
+    index.settle(&arena, &guard);
+    let stats = index.stats();
+    assert_eq!(
+        stats.capacity, 1024,
+        "rebuilt in place, never grown: {stats:?}"
+    );
+    assert!(stats.resizes > 0, "{stats:?}");
+    assert!(arena.forgotten.load(Ordering::Relaxed) > 3_000, "{stats:?}");
+    assert_eq!(index.len(), 500);
+    for round in 0..10u64 {
+        for i in 0..500u64 {
+            let key = format!("r{round}-k{i}").into_bytes();
+            let got = index
+                .get(&key, &arena, &guard)
+                .map(|address| arena.record(address).clone());
+            if i % 10 == 0 {
+                let record = got.expect("a live key is found");
+                assert!(record.live && record.key == key);
+            } else {
+                assert!(
+                    got.is_none_or(|record| !record.live),
+                    "removed key {key:?} is back"
+                );
+            }
+        }
+    }
+    // Every key the index still reports is reported once.
+    let seen = reported_keys(&index, &arena, &guard);
+    assert!(seen.values().all(|&n| n == 1));
+}
+
+/// Two threads, each on keys of its own (so no older record of a key is ever installed after
+/// a newer one, and forgetting any tombstone is safe), put, remove and re-put keys through many
+/// rebuilds in place of a 1024-slot table and its growth; readers race them. Afterwards every
+/// key reads its last write, `len` is exact, and no table ever filled (a copy finding no room
+/// would panic).
+#[test]
+fn concurrent_writers_through_rebuilds_in_place_lose_nothing() {
+    const THREADS: u64 = 2;
+    const KEYS: u64 = 900;
+    const OPS: u64 = 40_000;
+    let mut arena = Arena {
+        forget_tombstones: true,
+        yield_in_resolve: true,
+        ..Arena::default()
+    };
+    // Per thread, the planned writes and the final state of each key.
+    let mut plans = Vec::new();
+    let mut finals = Vec::new();
+    let mut version = 0;
+    for t in 0..THREADS {
+        let mut rng = Rng(40 + t);
+        let mut plan = Vec::new();
+        let mut last: HashMap<Vec<u8>, bool> = HashMap::new();
+        for _ in 0..OPS {
+            let key = format!("t{t}-k{}", rng.below(KEYS)).into_bytes();
+            let live = rng.below(3) != 0;
+            version += 1;
+            plan.push((key.clone(), arena.push(&key, version, live), version, live));
+            last.insert(key, live);
+        }
+        plans.push(plan);
+        finals.push(last);
+    }
+    let index = sized(1024);
+    let barrier = Barrier::new(THREADS as usize + 1);
+    let running = AtomicUsize::new(THREADS as usize);
+    thread::scope(|scope| {
+        for plan in &plans {
+            let (index, arena, barrier, running) = (&index, &arena, &barrier, &running);
+            scope.spawn(move || {
+                let _done = DecrementOnDrop(running);
+                barrier.wait();
+                for (key, address, version, live) in plan {
+                    let guard = epoch::pin();
+                    index.upsert(key, *address, *version, *live, arena, &guard);
+                }
+            });
+        }
+        let (index, arena, running, barrier) = (&index, &arena, &running, &barrier);
+        scope.spawn(move || {
+            barrier.wait();
+            // Acquire: pairs with the Release in `DecrementOnDrop`.
+            while running.load(Ordering::Acquire) > 0 {
+                let guard = epoch::pin();
+                for i in (0..KEYS).step_by(37) {
+                    if let Some(address) = index.get(format!("t0-k{i}").as_bytes(), arena, &guard) {
+                        assert_eq!(arena.record(address).key, format!("t0-k{i}").into_bytes());
+                    }
+                }
+            }
+        });
+    });
+    let guard = epoch::pin();
+    index.settle(&arena, &guard);
+    let mut live = 0;
+    for last in &finals {
+        for (key, &was_live) in last {
+            let got = index
+                .get(key, &arena, &guard)
+                .map(|a| arena.record(a).clone());
+            if was_live {
+                live += 1;
+                let record = got.expect("a key whose last write was a put is found");
+                assert!(record.live && &record.key == key);
+            } else {
+                assert!(got.is_none_or(|r| !r.live), "{key:?} was removed last");
+            }
+        }
+    }
+    assert_eq!(index.len(), live);
+    let stats = index.stats();
+    assert!(arena.forgotten.load(Ordering::Relaxed) > 0, "{stats:?}");
+    // 1,800 keys at most, about two thirds live: the table stays as small as they need (the
+    // 1,200 live keys fill at most 60 % of a table that was rebuilt rather than grown).
+    assert!(stats.capacity <= 4096, "{stats:?}");
 }
