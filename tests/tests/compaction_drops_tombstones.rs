@@ -208,3 +208,40 @@ fn an_unrepaired_copy_after_a_tombstone_is_repaired_at_open() {
     }
     assert!(dropped > 0, "the sweep dropped tombstones");
 }
+
+/// A bulk delete: every key of ten segments removed. Compaction retires those segments without
+/// relocating anything (nothing in them is live), and then drops the tombstones from the
+/// oldest end; the log ends as small as an empty one, and stays empty after a reopen.
+#[test]
+fn a_bulk_delete_is_reclaimed_without_relocating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open_with(dir.path(), options()).unwrap();
+    for i in 0..KEYS {
+        log.put(&key(i), &pattern(i, 0, 60)).unwrap();
+    }
+    let segments_full = log.stats().segments;
+    for i in 0..KEYS {
+        assert!(log.remove(&key(i)).unwrap());
+    }
+    let mut relocated = 0;
+    for _ in 0..100 {
+        log.compact().unwrap();
+        relocated = log.stats().compaction.records_relocated;
+        if log.stats().segments <= 3 {
+            break;
+        }
+    }
+    let stats = log.stats();
+    assert!(segments_full > 10, "{segments_full} segments of puts");
+    assert!(stats.segments <= 3, "not reclaimed: {stats:?}");
+    assert_eq!(relocated, 0, "a bulk delete relocated records: {stats:?}");
+    assert!(stats.compaction.tombstones_dropped > 0, "{stats:?}");
+    assert_eq!((stats.keys, stats.live_bytes), (0, 0));
+    log.close().unwrap();
+    let log = Log::open_with(dir.path(), options()).unwrap();
+    assert_eq!(log.len(), 0);
+    assert_eq!(log.iter().count(), 0);
+    for i in (0..KEYS).step_by(7) {
+        assert_eq!(log.get(&key(i)), None);
+    }
+}

@@ -336,6 +336,14 @@ impl Compactor {
         // directory, and `first_segment` moves only past removed ones): its forgotten
         // tombstones may go.
         let oldest = id == log.first_segment();
+        // Segment-level reclaim: a segment with no live bytes (no current record, no tombstone
+        // kept for the index's sake or forgotten and waiting to be dropped) is retired as it is,
+        // without a lookup per record. Exact here: every install into this segment added its
+        // bytes before releasing its hold, which `installs_pending` just saw released, and a
+        // subtraction is only ever made for a record that is dead.
+        if segment.live_bytes() == 0 {
+            records.clear();
+        }
         for record in records {
             match relocate_record(log, index, &record, oldest, &guard)? {
                 Relocated::Moved(copy) => {
