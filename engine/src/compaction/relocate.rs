@@ -55,9 +55,15 @@ pub(crate) fn relocate_record(
     let address = log.address_of(record.position);
     let current = index.get(record.key, log, guard);
     if current == Some(address) {
-        return relocate_current(log, index, record, guard);
-    }
-    if current.is_some() || record.kind != RecordKind::Tombstone {
+        match relocate_current(log, index, record, guard)? {
+            // A tombstone whose switch lost: a newer write of its key won, or a migration
+            // forgot it meanwhile. Only the index can say which, and only the second keeps it.
+            Relocated::Dead
+                if record.kind == RecordKind::Tombstone
+                    && index.get(record.key, log, guard).is_none() => {}
+            relocated => return Ok(relocated),
+        }
+    } else if current.is_some() || record.kind != RecordKind::Tombstone {
         // A newer record of the key is current, or the key is absent and this put was removed.
         return Ok(Relocated::Dead);
     }

@@ -38,7 +38,7 @@
 //! - K's slot unfrozen: its entry is current (no writer can have written K further along the
 //!   chain without freezing this slot first, invariant 3);
 //! - K's slot frozen: the successor's answer wins if it has K (invariant 3), else the frozen
-//!   entry is current;
+//!   entry is current (absent if it is a forgotten tombstone);
 //! - an unfrozen vacant slot: K is absent (a writer would have frozen this very slot before
 //!   writing K further along);
 //! - a frozen vacant slot, or no vacant slot at all: look in the successor, if any.
@@ -288,7 +288,13 @@ impl Index {
             let next = match probe {
                 Probe::Key(entry) if !entry.is_frozen() => return entry.address().zip(resolved),
                 Probe::Key(entry) => {
-                    frozen_answer = entry.address().zip(resolved);
+                    // A forgotten tombstone is not an answer: the index no longer holds the
+                    // key (compaction relies on that to keep or drop the tombstone).
+                    frozen_answer = if entry.is_forgotten() {
+                        None
+                    } else {
+                        entry.address().zip(resolved)
+                    };
                     Some(table.get().successor_of_frozen(guard))
                 }
                 Probe::Vacant(entry) if !entry.is_frozen() => return frozen_answer,
