@@ -255,9 +255,7 @@ impl Index {
         }
         // One reservation per claimed slot, as `claim_vacant` makes them: the table's count of
         // claimed slots drives its resize and its admission bound.
-        for _ in 0..keys {
-            table.reserve_slot();
-        }
+        table.reserve_slots(keys);
         // A counter (Relaxed inside); the index reaches other threads through whatever shares
         // the `Log` (an `Arc`, a thread spawn), which orders it.
         index.live_keys.add(live as i64);

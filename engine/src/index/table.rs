@@ -131,6 +131,12 @@ impl Table {
         self.occupied.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Counts `n` slots claimed at once (a bulk build, before the table is shared). Relaxed, as
+    /// [`Table::reserve_slot`].
+    pub(super) fn reserve_slots(&self, n: usize) {
+        self.occupied.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Gives back a reservation whose CAS failed. Relaxed, as [`Table::reserve_slot`].
     pub(super) fn release_slot(&self) {
         self.occupied.fetch_sub(1, Ordering::Relaxed);

@@ -42,7 +42,12 @@ impl AppendLog {
 
     /// Counts a record found by recovery in the log's totals.
     pub(crate) fn note_recovered(&self, record_bytes: u32) {
-        self.counters.count_record(record_bytes);
+        self.counters.count_records(1, u64::from(record_bytes));
+    }
+
+    /// [`AppendLog::note_recovered`] for `records` records of `bytes` in all (a hint's).
+    pub(crate) fn note_recovered_many(&self, records: u64, bytes: u64) {
+        self.counters.count_records(records, bytes);
     }
 
     /// Counts the bytes of aborted records found by recovery (or listed by a hint) in the

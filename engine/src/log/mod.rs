@@ -128,12 +128,15 @@ struct Written {
 impl Counters {
     /// Counts one record of `bytes`.
     fn count_record(&self, bytes: u32) {
+        self.count_records(1, u64::from(bytes));
+    }
+
+    /// Counts `records` records of `bytes` in all.
+    fn count_records(&self, records: u64, bytes: u64) {
         let written = self.written.mine();
         // Relaxed: statistics only; the RMWs keep every count.
-        written.records.fetch_add(1, Ordering::Relaxed);
-        written
-            .record_bytes
-            .fetch_add(u64::from(bytes), Ordering::Relaxed);
+        written.records.fetch_add(records, Ordering::Relaxed);
+        written.record_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Adds `bytes` to the record bytes alone (aborted records found by recovery).
