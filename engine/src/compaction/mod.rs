@@ -76,7 +76,13 @@ struct Retiring {
     id: u64,
     /// Set by a deferred function once every thread pinned at retirement has unpinned.
     safe: Arc<AtomicBool>,
+    /// Tombstones were dropped from it because every older segment was gone or retiring: its
+    /// removal must follow theirs, durably (see `finish_retirements`).
+    after_older: bool,
 }
+
+/// Segments a pass sweeps from the oldest end at most, when forgotten tombstones wait.
+const SWEEP_SEGMENTS: u64 = 4;
 
 /// Compaction state of one log.
 pub(crate) struct Compactor {
@@ -287,15 +293,16 @@ impl Compactor {
             })
             .collect();
         // Forgotten tombstones in younger segments wait for every older segment to go: once
-        // half a segment of them waits, the oldest segment goes whatever its ratio (its live
-        // records move to the head), so passes sweep the log from its oldest end and each
-        // segment's tombstones are dropped when their turn comes.
-        if waiting_tombstones as f64 >= room / 2.0
-            && first < tail_segment
-            && !retiring.contains(&first)
-            && !victims.iter().any(|&(_, id)| id == first)
-        {
-            victims.push((f64::NEG_INFINITY, first));
+        // half a segment of them waits, the oldest segments go whatever their ratio (their live
+        // records move to the head), up to SWEEP_SEGMENTS in a row, in id order, so each is the
+        // oldest when its turn comes (`relocate`) and its tombstones are dropped.
+        if waiting_tombstones as f64 >= room / 2.0 {
+            victims.retain(|&(_, id)| id >= first + SWEEP_SEGMENTS);
+            for id in first..(first + SWEEP_SEGMENTS).min(tail_segment) {
+                if !retiring.contains(&id) && log.directory().get(id, &guard).is_some() {
+                    victims.push((f64::NEG_INFINITY, id));
+                }
+            }
         }
         victims.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         victims.into_iter().map(|(_, id)| id).collect()
@@ -332,10 +339,16 @@ impl Compactor {
         if segment.installs_pending() {
             return Ok(false);
         }
-        // No segment below this one exists or is still retiring (retiring ones stay in the
-        // directory, and `first_segment` moves only past removed ones): its forgotten
-        // tombstones may go.
-        let oldest = id == log.first_segment();
+        // Every segment below this one is gone or retiring (and `finish_retirements` removes
+        // this one only after them, durably): its forgotten tombstones may go.
+        let oldest = {
+            let retiring = self.retiring.lock();
+            (log.first_segment()..id).all(|older| {
+                retiring.iter().any(|r| r.id == older)
+                    || log.directory().get(older, &guard).is_none()
+            })
+        };
+        let mut dropped = false;
         // Segment-level reclaim: a segment with no live bytes (no current record, no tombstone
         // kept for the index's sake or forgotten and waiting to be dropped) is retired as it is,
         // without a lookup per record. Exact here: every install into this segment added its
@@ -353,6 +366,7 @@ impl Compactor {
                         .fetch_add(u64::from(copy.record_bytes), Ordering::Relaxed);
                 }
                 Relocated::Dropped => {
+                    dropped = true;
                     // Relaxed: a statistic.
                     self.tombstones_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -371,7 +385,11 @@ impl Compactor {
         // through an old address, a borrowed value or a scan) has unpinned.
         // Release: pairs with the Acquire load in `finish_retirements`.
         guard.defer(move || flag.store(true, Ordering::Release));
-        self.retiring.lock().push(Retiring { id, safe });
+        self.retiring.lock().push(Retiring {
+            id,
+            safe,
+            after_older: dropped,
+        });
         // Relaxed: a hint for `has_retiring`.
         self.retiring_count.fetch_add(1, Ordering::Relaxed);
         Ok(true)
@@ -379,38 +397,53 @@ impl Compactor {
 
     /// Removes retired segments no reader can reach any more: syncs the copies first, so a
     /// power loss cannot take both the copies (unsynced) and the originals (deleted).
+    ///
+    /// A segment whose forgotten tombstones were dropped (`after_older`) goes only after every
+    /// older retiring segment, with the directory fsynced between: a power cut must not keep an
+    /// older segment (with older puts of those keys) while losing this one.
     pub(crate) fn finish_retirements(&self, log: &AppendLog) -> Result<u64> {
-        let ready: Vec<u64> = {
+        let ready: Vec<Retiring> = {
             let mut retiring = self.retiring.lock();
             // Acquire: pairs with the Release store in the deferred function.
-            let (ready, waiting): (Vec<_>, Vec<_>) = retiring
+            let (mut ready, mut waiting): (Vec<_>, Vec<_>) = retiring
                 .drain(..)
                 .partition(|r| r.safe.load(Ordering::Acquire));
+            let oldest_waiting = waiting.iter().map(|r| r.id).min();
+            let (go, held): (Vec<_>, Vec<_>) = ready
+                .drain(..)
+                .partition(|r| !r.after_older || oldest_waiting.is_none_or(|w| w > r.id));
+            waiting.extend(held);
             *retiring = waiting;
             // Relaxed: a hint for `has_retiring`.
             self.retiring_count
                 .store(retiring.len() as u64, Ordering::Relaxed);
-            ready.into_iter().map(|r| r.id).collect()
+            let mut go = go;
+            go.sort_by_key(|r| r.id);
+            go
         };
         if ready.is_empty() {
             return Ok(0);
         }
+        // Also fsyncs the directory if an earlier call removed segments.
         log.sync()?;
         let guard = epoch::pin();
-        for &id in &ready {
-            if let Some(segment) = log.directory().get(id, &guard) {
+        let mut removed_since_fsync = false;
+        for retired in &ready {
+            if retired.after_older && removed_since_fsync {
+                log.sync_directory()?;
+            }
+            if let Some(segment) = log.directory().get(retired.id, &guard) {
                 segment.retire_file(log.recycle_pool());
             }
-            log.directory().remove(id, &guard);
+            log.directory().remove(retired.id, &guard);
+            removed_since_fsync = true;
             // Relaxed: statistics.
             self.segments_reclaimed.fetch_add(1, Ordering::Relaxed);
             self.bytes_reclaimed
                 .fetch_add(log.segment_bytes(), Ordering::Relaxed);
         }
-        // The next sync fsyncs the directory (this call's first step, next time): a segment
-        // whose forgotten tombstones were dropped is removed only once the removals of every
-        // older segment are durable, so a power cut cannot bring back an older segment
-        // without the tombstones that covered it.
+        // The next sync fsyncs the directory (this call's first step, next time), for segments
+        // whose tombstones a later retirement drops.
         log.note_directory_changed();
         log.advance_first_segment(&guard);
         guard.flush();

@@ -115,6 +115,17 @@ impl AppendLog {
         Ok(())
     }
 
+    /// Fsyncs the log's directory now (compaction, between removals that must reach the disk
+    /// in order). A failure is sticky, as every flush's.
+    pub(crate) fn sync_directory(&self) -> Result<()> {
+        self.check_not_failed()?;
+        let _serial = self.sync_lock.lock();
+        if let Some(path) = self.storage_path() {
+            self.fs().sync_dir(path).map_err(|e| self.flush_failed(e))?;
+        }
+        Ok(())
+    }
+
     /// The first position at or after `from` (and below `to`) that is not published yet, or
     /// `to`.
     fn published_frontier(&self, from: u64, to: u64, guard: &Guard) -> u64 {

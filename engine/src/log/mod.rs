@@ -53,8 +53,10 @@ pub use self::read::{RecordRef, Scan};
 pub(crate) use self::settled::PassFlag;
 use self::tail::{SEGMENT_ID_BITS, Tail, TailWord};
 
-/// Retired segment files kept for reuse instead of deleted.
-const RECYCLED_SEGMENTS: usize = 16;
+/// Retired segment files kept for reuse instead of deleted. Few: free files are disk the log
+/// holds (`disk_bytes` counts them), and a sweep of the oldest segments retires several at
+/// once; the log needs one file ahead of the tail, rarely more.
+const RECYCLED_SEGMENTS: usize = 4;
 
 pub(crate) use seglog_format::max_segment_id;
 
