@@ -232,7 +232,15 @@ impl Compactor {
             // With the pass flag held (see `log/settled.rs`): move the settled frontier, then
             // let the index forget the tombstones below it, so this pass can drop them.
             let guard = epoch::pin();
-            log.advance_settled(&guard);
+            let frontier = log.advance_settled(&guard);
+            let repairs = log.take_settled_repairs(frontier);
+            if !repairs.is_empty() {
+                for repair in &repairs {
+                    repair_order(log, index, &repair.key, repair.put_position, &guard)?;
+                }
+                // The repairs no longer hold the frontier back.
+                log.advance_settled(&guard);
+            }
             index.forget_tombstones(log, &guard);
         }
         let mut retired = 0;
@@ -427,7 +435,10 @@ impl Compactor {
         // Also fsyncs the directory if an earlier call removed segments.
         log.sync()?;
         let guard = epoch::pin();
-        let mut removed_since_fsync = false;
+        // Removals of earlier calls may not be durable yet either (`sync` skips the directory
+        // when nothing was appended since it last ran): the first segment whose tombstones
+        // were dropped fsyncs the directory before it goes.
+        let mut removed_since_fsync = true;
         for retired in &ready {
             if retired.after_older && removed_since_fsync {
                 log.sync_directory()?;

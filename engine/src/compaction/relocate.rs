@@ -53,9 +53,11 @@ pub(crate) fn relocate_record(
     guard: &Guard,
 ) -> Result<Relocated> {
     let address = log.address_of(record.position);
+    // Before the read: any tombstone reserved after it lies at or above this segment.
+    let tail_segment = log.tail_segment_id();
     let current = index.get(record.key, log, guard);
     if current == Some(address) {
-        match relocate_current(log, index, record, guard)? {
+        match relocate_current(log, index, record, tail_segment, guard)? {
             // A tombstone whose switch lost: a newer write of its key won, or a migration
             // forgot it meanwhile. Only the index can say which, and only the second keeps it.
             Relocated::Dead
@@ -75,8 +77,12 @@ pub(crate) fn relocate_record(
     // Older segments may still hold older puts of the key: keep it, after everything. No
     // install follows, so no hold.
     let copy = append_copy(log, record, false)?;
+    // Counted in the copy's segment, which keeps it (as forgotten: compaction may drop it
+    // there once it is the oldest). Nothing is taken from this segment: the tombstone may never
+    // have been counted here (one whose install lost, a copy a lost switch left), and this
+    // segment is retired anyway; if the pass fails before that, its live bytes err high, which
+    // is safe (`Compactor::relocate`'s segment-level reclaim trusts a zero).
     let bytes = i64::from(record.record_bytes);
-    log.add_live_bytes_at(address, -bytes, true, guard);
     log.add_live_bytes_at(log.address_of(copy.position), bytes, true, guard);
     Ok(Relocated::Moved(copy))
 }
@@ -87,6 +93,7 @@ fn relocate_current(
     log: &AppendLog,
     index: &Index,
     record: &RecordRef<'_>,
+    tail_segment: u64,
     guard: &Guard,
 ) -> Result<Relocated> {
     let address = log.address_of(record.position);
@@ -94,18 +101,27 @@ fn relocate_current(
     let hold = log.install_hold(copy.position);
     let copy_address = log.address_of(copy.position);
     let switched = index.replace_exact(record.key, address, copy_address, log, guard);
-    drop(hold);
     if !switched {
+        drop(hold);
         if record.kind == RecordKind::Put {
             // A write won the switch; if it was a remove whose tombstone sits before the
-            // copy, the copy just broke TO.
+            // copy, the copy just broke TO: repair it now. A put may have won instead, with a
+            // remove of it reserved before the copy and installed after this look (which that
+            // remove cannot see either: it replaced the put, not the copy): look again once
+            // every install before the copy is done (`log/settled.rs`, `PendingRepair`).
             repair_order(log, index, record.key, copy.position, guard)?;
+            if !broken_unordered_tombstone() {
+                log.defer_order_repair(record.key, copy.position, tail_segment);
+            }
         }
         return Ok(Relocated::Dead);
     }
+    // Counted before the hold goes, so a pass that sees the copy's segment without holds sees
+    // its live bytes too (the segment-level reclaim in `Compactor::relocate` relies on it).
     let bytes = i64::from(record.record_bytes);
     log.add_live_bytes_at(address, -bytes, false, guard);
     log.add_live_bytes_at(copy_address, bytes, false, guard);
+    drop(hold);
     Ok(Relocated::Moved(copy))
 }
 
@@ -141,13 +157,15 @@ pub(crate) fn repair_order(
         let hold = log.install_hold(copy.position);
         let copy_address = log.address_of(copy.position);
         let switched = index.replace_exact(key, address, copy_address, log, guard);
-        drop(hold);
         if switched {
+            // Before the hold goes, as in `relocate_current`.
             let bytes = i64::from(current.record_bytes);
             log.add_live_bytes_at(address, -bytes, false, guard);
             log.add_live_bytes_at(copy_address, bytes, false, guard);
+            drop(hold);
             return Ok(());
         }
+        drop(hold);
         // A newer write of the key landed: look at it.
     }
 }

@@ -180,7 +180,6 @@ impl Log {
             let hold = self.inner.log.install_hold(appended.position);
             let guard = epoch::pin();
             let outcome = self.install_appended(key, RecordKind::Tombstone, appended, &guard);
-            drop(hold);
             match outcome {
                 Outcome::Installed {
                     replaced_live,
@@ -193,6 +192,8 @@ impl Log {
                         // tombstone: move the tombstone after it (the tombstone order,
                         // `compaction/relocate.rs`), or a dropped tombstone would let an
                         // older copy of it back.
+                        // With the tombstone's hold still open: its segment cannot settle,
+                        // so the index cannot forget it, before the repair.
                         repair_order(
                             &self.inner.log,
                             &self.inner.index,
@@ -201,12 +202,16 @@ impl Log {
                             &guard,
                         )?;
                     }
+                    drop(hold);
                     drop(guard);
                     self.after_write()?;
                     return Ok(replaced_live);
                 }
                 // A newer record of this key won; our tombstone is dead. Start over against it.
-                Outcome::Superseded { .. } => drop(guard),
+                Outcome::Superseded { .. } => {
+                    drop(hold);
+                    drop(guard);
+                }
             }
         }
     }

@@ -197,6 +197,8 @@ pub struct AppendLog {
     /// Held by one compaction pass at a time, and by whoever moves `settled_below` (see
     /// `settled.rs`): other compactors skip instead of waiting.
     compaction_running: crate::sync::AtomicBool,
+    /// Tombstone-order repairs that wait for their copies' segments to settle (`settled.rs`).
+    pending_repairs: crate::sync::Mutex<Vec<self::settled::PendingRepair>>,
     /// Bytes of tombstones the index forgot (see `settled.rs`).
     forgotten_bytes: crate::stripes::StripedCount,
     counters: Counters,
@@ -272,6 +274,7 @@ impl AppendLog {
             first_segment: AtomicU64::new(0),
             settled_below: AtomicU64::new(0),
             compaction_running: crate::sync::AtomicBool::new(false),
+            pending_repairs: crate::sync::Mutex::new(Vec::new()),
             forgotten_bytes: crate::stripes::StripedCount::default(),
             counters: Counters::default(),
             lock: None,

@@ -44,7 +44,41 @@ impl Drop for PassFlag<'_> {
     }
 }
 
+/// A relocation's put copy whose switch lost (see `compaction::relocate`): a remove of its key
+/// may have reserved its tombstone before the copy and still be installing it, which would
+/// leave the copy, an older put, after the key's newest tombstone. Until the copy's segment is
+/// settled (every such install done) and the order repaired, the frontier stays below
+/// `hold_below`: the tail's segment before the relocation read its key, at or below where any
+/// such tombstone sits, so the index cannot forget it first.
+pub(crate) struct PendingRepair {
+    pub(crate) key: Vec<u8>,
+    pub(crate) put_position: u64,
+    hold_below: u64,
+}
+
 impl AppendLog {
+    /// Registers a [`PendingRepair`] for the put copy of `key` at `put_position`, whose
+    /// relocation read the key while the tail was in segment `tail_segment`.
+    pub(crate) fn defer_order_repair(&self, key: &[u8], put_position: u64, tail_segment: u64) {
+        self.pending_repairs.lock().push(PendingRepair {
+            key: key.to_vec(),
+            put_position,
+            hold_below: tail_segment,
+        });
+    }
+
+    /// Takes the pending repairs whose copies lie in segments below `frontier` (every install
+    /// of a record before them is done), for compaction to run; the caller holds the pass
+    /// flag.
+    pub(crate) fn take_settled_repairs(&self, frontier: u64) -> Vec<PendingRepair> {
+        let mut pending = self.pending_repairs.lock();
+        let (ready, waiting): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .partition(|r| self.split(r.put_position).0 < frontier);
+        *pending = waiting;
+        ready
+    }
+
     /// Whether an index install of a record with a version below `version` can still arrive:
     /// false once `version`'s segment is below the settled frontier.
     pub(crate) fn installs_settled_below(&self, version: u64) -> bool {
@@ -58,7 +92,10 @@ impl AppendLog {
     /// Moves the settled frontier past every sealed segment whose records are all published
     /// and installed. The caller holds the pass flag: compaction at the start of a pass, or
     /// [`AppendLog::try_advance_settled`].
-    pub(crate) fn advance_settled(&self, guard: &Guard) {
+    ///
+    /// Returns the frontier the segments alone allow; the one stored is held below every
+    /// pending repair's `hold_below` ([`PendingRepair`]).
+    pub(crate) fn advance_settled(&self, guard: &Guard) -> u64 {
         let tail_segment = self.tail_segment_id();
         // Relaxed: only the holder of the compaction flag stores it, and the flag's
         // Acquire/Release orders one holder's store before the next holder's load.
@@ -72,8 +109,16 @@ impl AppendLog {
             // A segment that is gone (retired by compaction) holds nothing to install.
             frontier += 1;
         }
+        let held = self
+            .pending_repairs
+            .lock()
+            .iter()
+            .map(|r| r.hold_below)
+            .min()
+            .map_or(frontier, |hold| hold.min(frontier));
         // Release: pairs with the Acquire in `installs_settled_below`.
-        self.settled_below.fetch_max(frontier, Ordering::Release);
+        self.settled_below.fetch_max(held, Ordering::Release);
+        frontier
     }
 
     /// The flag compaction passes hold ([`PassFlag`]).
@@ -85,7 +130,8 @@ impl AppendLog {
     /// start): for a writer about to rebuild the index, so the rebuild forgets what it may.
     pub(crate) fn try_advance_settled(&self, guard: &Guard) {
         if let Some(_pass) = PassFlag::claim(&self.compaction_running) {
-            self.advance_settled(guard);
+            // Pending repairs hold the frontier; compaction's pass runs them.
+            let _ = self.advance_settled(guard);
         }
     }
 
