@@ -78,6 +78,22 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Bytes of the segment files in a log directory, the free files kept for reuse included: the
+/// disk a log holds.
+pub fn segment_file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("log directory is readable")
+        .filter_map(|e| {
+            let path = e.expect("log directory is readable").path();
+            matches!(
+                seglog_format::LogFile::from_path(&path),
+                Some(seglog_format::LogFile::Segment(_) | seglog_format::LogFile::FreeSegment(_))
+            )
+            .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
+        })
+        .sum()
+}
+
 /// Number of segment files (`*.seg`) in a log directory.
 pub fn segment_file_count(dir: &Path) -> u64 {
     files_with_extension(dir, "seg").len() as u64

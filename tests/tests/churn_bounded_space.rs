@@ -10,12 +10,10 @@
 //! whose summary line docs/benchmarks.md quotes.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::Instant;
 
 use seglog::{Log, Options};
-use seglog_format::LogFile;
-use seglog_tests::{SplitMix64, pattern};
+use seglog_tests::{SplitMix64, pattern, segment_file_bytes};
 
 fn ops() -> u64 {
     std::env::var("SEGLOG_CHURN_OPS")
@@ -36,20 +34,6 @@ fn segment_bytes(window: u64) -> u64 {
         below * 2
     };
     nearest.clamp(64 << 10, 64 << 20)
-}
-
-fn segment_file_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.unwrap().path();
-            matches!(
-                LogFile::from_path(&path),
-                Some(LogFile::Segment(_) | LogFile::FreeSegment(_))
-            )
-            .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
-        })
-        .sum()
 }
 
 fn key(id: u64) -> [u8; 16] {

@@ -2,11 +2,8 @@
 //! compaction running: disk usage stays within 2× live bytes plus two segments, and every key
 //! reads its latest value during, after, and after reopen.
 
-use std::path::Path;
-
 use seglog::{Log, Options};
-use seglog_format::LogFile;
-use seglog_tests::{SplitMix64, pattern};
+use seglog_tests::{SplitMix64, pattern, segment_file_bytes};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 const KEYS: u64 = 10_000;
@@ -14,21 +11,6 @@ const PUTS: u64 = 1_000_000;
 
 fn options() -> Options {
     Options::default().segment_bytes(SEGMENT_BYTES)
-}
-
-fn segment_file_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.unwrap().path();
-            // Segments, and retired segment files kept for reuse.
-            matches!(
-                LogFile::from_path(&path),
-                Some(LogFile::Segment(_) | LogFile::FreeSegment(_))
-            )
-            .then(|| path.metadata().map(|m| m.len()).unwrap_or(0))
-        })
-        .sum()
 }
 
 fn value(key: u64, seq: u64) -> Vec<u8> {

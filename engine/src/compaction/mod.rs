@@ -45,7 +45,7 @@ use crate::options::CompactionPolicy;
 use crate::segment::FIRST_RECORD_OFFSET;
 mod relocate;
 
-pub(crate) use self::relocate::{Relocated, relocate_record, repair_order};
+pub(crate) use self::relocate::{Relocated, append_copy, relocate_record, repair_order};
 
 use crate::sync::epoch;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};

@@ -172,7 +172,7 @@ pub(crate) fn repair_order(
 
 /// Appends a copy of `record` with its version; with `hold`, the caller installs it and holds
 /// it until then (`AppendLog::install_hold`).
-fn append_copy(log: &AppendLog, record: &RecordRef<'_>, hold: bool) -> Result<Appended> {
+pub(crate) fn append_copy(log: &AppendLog, record: &RecordRef<'_>, hold: bool) -> Result<Appended> {
     log.append_record(
         record.kind,
         record.key,

@@ -410,14 +410,7 @@ impl Log {
     pub fn __append_copy_of(&self, position: u64) -> Result<u64> {
         let guard = epoch::pin();
         let record = self.inner.log.read_at(position, &guard)?;
-        let copy = self.inner.log.append_record(
-            record.kind,
-            record.key,
-            record.value.len(),
-            Some(record.version),
-            false,
-            |buf| buf.copy_from_slice(record.value),
-        )?;
+        let copy = crate::compaction::append_copy(&self.inner.log, &record, false)?;
         Ok(copy.position)
     }
 
