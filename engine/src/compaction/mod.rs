@@ -412,22 +412,24 @@ impl Compactor {
     pub(crate) fn finish_retirements(&self, log: &AppendLog) -> Result<u64> {
         let ready: Vec<Retiring> = {
             let mut retiring = self.retiring.lock();
-            // Acquire: pairs with the Release store in the deferred function.
-            let (mut ready, mut waiting): (Vec<_>, Vec<_>) = retiring
-                .drain(..)
-                .partition(|r| r.safe.load(Ordering::Acquire));
-            let oldest_waiting = waiting.iter().map(|r| r.id).min();
-            let (go, held): (Vec<_>, Vec<_>) = ready
-                .drain(..)
-                .partition(|r| !r.after_older || oldest_waiting.is_none_or(|w| w > r.id));
-            waiting.extend(held);
+            // The oldest segment still waiting for its readers: a segment whose tombstones were
+            // dropped waits behind it. Acquire: pairs with the Release store in the deferred
+            // function.
+            let oldest_unsafe = retiring
+                .iter()
+                .filter(|r| !r.safe.load(Ordering::Acquire))
+                .map(|r| r.id)
+                .min();
+            let (mut ready, waiting): (Vec<_>, Vec<_>) = retiring.drain(..).partition(|r| {
+                r.safe.load(Ordering::Acquire)
+                    && (!r.after_older || oldest_unsafe.is_none_or(|oldest| oldest > r.id))
+            });
             *retiring = waiting;
             // Relaxed: a hint for `has_retiring`.
             self.retiring_count
                 .store(retiring.len() as u64, Ordering::Relaxed);
-            let mut go = go;
-            go.sort_by_key(|r| r.id);
-            go
+            ready.sort_by_key(|r| r.id);
+            ready
         };
         if ready.is_empty() {
             return Ok(0);
@@ -435,19 +437,17 @@ impl Compactor {
         // Also fsyncs the directory if an earlier call removed segments.
         log.sync()?;
         let guard = epoch::pin();
-        // Removals of earlier calls may not be durable yet either (`sync` skips the directory
-        // when nothing was appended since it last ran): the first segment whose tombstones
-        // were dropped fsyncs the directory before it goes.
-        let mut removed_since_fsync = true;
         for retired in &ready {
-            if retired.after_older && removed_since_fsync {
+            // Every older segment's removal (this call's, or an earlier one's: `sync` skips the
+            // directory when nothing was appended since it last ran) is durable before this
+            // one's.
+            if retired.after_older {
                 log.sync_directory()?;
             }
             if let Some(segment) = log.directory().get(retired.id, &guard) {
                 segment.retire_file(log.recycle_pool());
             }
             log.directory().remove(retired.id, &guard);
-            removed_since_fsync = true;
             // Relaxed: statistics.
             self.segments_reclaimed.fetch_add(1, Ordering::Relaxed);
             self.bytes_reclaimed

@@ -14,20 +14,22 @@
 //! > a lower position than T.
 //!
 //! A copy can land after T only if the relocation read its original as current before T was
-//! installed, and appended it after T was reserved. Two repairs restore TO, both by
+//! installed, and appended it after T was reserved. Three repairs restore TO, all by
 //! [`repair_order`] (a copy of T with T's own version, appended after the put's copy and
 //! switched in like any relocation): compaction's, when its switch lost to a tombstone that
-//! sits before its copy; and `Log::remove`'s, when its tombstone's install replaced a put copy
-//! that sits after it. A crash between the two leaves the violation on disk; recovery repairs
-//! it the same way at open.
+//! sits before its copy; `Log::remove`'s, when its tombstone's install replaced a put copy
+//! that sits after it; and a pending repair (`log/settled.rs`), when the switch lost to a put
+//! whose remove was still installing. A crash before a repair leaves the violation on disk;
+//! the open repairs it the same way.
 //!
-//! With TO, a tombstone in the *oldest* segment may be dropped once the index has forgotten it
-//! (`log/settled.rs`): every older put of its key lies before it, so in this segment (dropped
-//! with it) or in older ones (already gone). A tombstone the index still holds is relocated:
-//! the index points at it.
+//! With TO, a tombstone the index has forgotten may be dropped from a segment all of whose
+//! older segments are gone or retiring (`Compactor::relocate`'s `oldest`): every older put of
+//! its key lies before it, so in this segment (dropped with it) or in older ones (removed
+//! first). A tombstone the index still holds is relocated: the index points at it.
 
 use seglog_format::RecordKind;
 
+use crate::address::Address;
 use crate::error::Result;
 use crate::index::{Index, IndexedRecord};
 use crate::log::{AppendLog, Appended, RecordRef};
@@ -97,32 +99,56 @@ fn relocate_current(
     guard: &Guard,
 ) -> Result<Relocated> {
     let address = log.address_of(record.position);
+    match copy_and_switch(log, index, record, address, guard)? {
+        Switched::Yes(copy) => Ok(Relocated::Moved(copy)),
+        Switched::No(copy) => {
+            if record.kind == RecordKind::Put {
+                // A write won the switch; if it was a remove whose tombstone sits before the
+                // copy, the copy just broke TO: repair it now. A put may have won instead, with
+                // a remove of it reserved before the copy and installed after this look (which
+                // that remove cannot see either: it replaced the put, not the copy): look again
+                // once every install before the copy is done (`log/settled.rs`,
+                // `PendingRepair`).
+                repair_order(log, index, record.key, copy.position, guard)?;
+                if !broken_unordered_tombstone() {
+                    log.defer_order_repair(record.key, copy.position, tail_segment);
+                }
+            }
+            Ok(Relocated::Dead)
+        }
+    }
+}
+
+/// Whether [`copy_and_switch`] switched the index to its copy.
+enum Switched {
+    Yes(Appended),
+    /// The copy is dead on arrival: the index no longer pointed at the original.
+    No(Appended),
+}
+
+/// Appends a copy of `record` (at index address `address`) and switches the key's entry from
+/// the original to it if the index still points at the original (`Index::replace_exact`). On
+/// a switch the live bytes move to the copy's segment, before the copy's install hold goes:
+/// a pass that sees that segment without holds sees its live bytes too (the segment-level
+/// reclaim in `Compactor::relocate` trusts a zero).
+fn copy_and_switch(
+    log: &AppendLog,
+    index: &Index,
+    record: &RecordRef<'_>,
+    address: Address,
+    guard: &Guard,
+) -> Result<Switched> {
     let copy = append_copy(log, record, true)?;
     let hold = log.install_hold(copy.position);
     let copy_address = log.address_of(copy.position);
-    let switched = index.replace_exact(record.key, address, copy_address, log, guard);
-    if !switched {
-        drop(hold);
-        if record.kind == RecordKind::Put {
-            // A write won the switch; if it was a remove whose tombstone sits before the
-            // copy, the copy just broke TO: repair it now. A put may have won instead, with a
-            // remove of it reserved before the copy and installed after this look (which that
-            // remove cannot see either: it replaced the put, not the copy): look again once
-            // every install before the copy is done (`log/settled.rs`, `PendingRepair`).
-            repair_order(log, index, record.key, copy.position, guard)?;
-            if !broken_unordered_tombstone() {
-                log.defer_order_repair(record.key, copy.position, tail_segment);
-            }
-        }
-        return Ok(Relocated::Dead);
+    if !index.replace_exact(record.key, address, copy_address, log, guard) {
+        return Ok(Switched::No(copy));
     }
-    // Counted before the hold goes, so a pass that sees the copy's segment without holds sees
-    // its live bytes too (the segment-level reclaim in `Compactor::relocate` relies on it).
     let bytes = i64::from(record.record_bytes);
     log.add_live_bytes_at(address, -bytes, false, guard);
     log.add_live_bytes_at(copy_address, bytes, false, guard);
     drop(hold);
-    Ok(Relocated::Moved(copy))
+    Ok(Switched::Yes(copy))
 }
 
 /// Restores TO for `key` after a put of an older version landed at `put_position`: while the
@@ -130,12 +156,11 @@ fn relocate_current(
 /// version, switched in only if it is still current) to after it. Returns once the current
 /// record is a put, a tombstone after `put_position`, or absent.
 ///
-/// The key cannot be forgotten meanwhile: its tombstone's install finished after the caller's
-/// relocation began, so the settled frontier does not cover it until a later compaction pass
-/// (`log/settled.rs`); `Log::remove`'s repair runs before its tombstone's segment can settle
-/// only if it holds nothing open, but then the repair finds the key absent and nothing is
-/// wrong: a forgotten tombstone is kept by compaction unless it sits in the oldest segment,
-/// and the put copy after it is newer than everything before it only if no tombstone is.
+/// The key cannot be forgotten meanwhile: the tombstone it repairs is one whose install the
+/// caller saw finish while something still holds the frontier below it. Compaction's repair
+/// runs inside the pass that raced the remove (the frontier it computed does not cover the
+/// tombstone); `Log::remove`'s runs while it still holds its tombstone's install hold; a
+/// pending repair holds the frontier itself until it has run (`log/settled.rs`).
 pub(crate) fn repair_order(
     log: &AppendLog,
     index: &Index,
@@ -153,19 +178,9 @@ pub(crate) fn repair_order(
         if current.is_live() || current.position() > put_position {
             return Ok(());
         }
-        let copy = append_copy(log, &current, true)?;
-        let hold = log.install_hold(copy.position);
-        let copy_address = log.address_of(copy.position);
-        let switched = index.replace_exact(key, address, copy_address, log, guard);
-        if switched {
-            // Before the hold goes, as in `relocate_current`.
-            let bytes = i64::from(current.record_bytes);
-            log.add_live_bytes_at(address, -bytes, false, guard);
-            log.add_live_bytes_at(copy_address, bytes, false, guard);
-            drop(hold);
+        if let Switched::Yes(_) = copy_and_switch(log, index, &current, address, guard)? {
             return Ok(());
         }
-        drop(hold);
         // A newer write of the key landed: look at it.
     }
 }

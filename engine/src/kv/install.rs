@@ -65,12 +65,8 @@ impl<'g> IndexedRecord<'g> for RecordRef<'g> {
 /// How a write's install went.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Outcome {
-    /// The record is current. `replaced_live`: the record it replaced was a put;
-    /// `replaced_put_at`: that put's position.
-    Installed {
-        replaced_live: bool,
-        replaced_put_at: Option<u64>,
-    },
+    /// The record is current; it replaced a put at `replaced_put_at`, if it replaced one.
+    Installed { replaced_put_at: Option<u64> },
     /// A record with a higher version was current; it is a tombstone.
     Superseded { by_tombstone: bool },
 }

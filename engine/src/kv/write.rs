@@ -154,7 +154,6 @@ impl Log {
             guard,
         ) {
             Upserted::Installed { replaced } => Outcome::Installed {
-                replaced_live: replaced.is_some_and(|previous| previous.live),
                 replaced_put_at: replaced
                     .filter(|previous| previous.live)
                     .map(|previous| previous.position),
@@ -181,10 +180,7 @@ impl Log {
             let guard = epoch::pin();
             let outcome = self.install_appended(key, RecordKind::Tombstone, appended, &guard);
             match outcome {
-                Outcome::Installed {
-                    replaced_live,
-                    replaced_put_at,
-                } => {
+                Outcome::Installed { replaced_put_at } => {
                     if let Some(put_position) = replaced_put_at
                         && put_position > appended.position
                     {
@@ -205,7 +201,7 @@ impl Log {
                     drop(hold);
                     drop(guard);
                     self.after_write()?;
-                    return Ok(replaced_live);
+                    return Ok(replaced_put_at.is_some());
                 }
                 // A newer record of this key won; our tombstone is dead. Start over against it.
                 Outcome::Superseded { .. } => {
