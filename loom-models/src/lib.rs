@@ -296,3 +296,33 @@ fn tail(text: &str, max: usize) -> &str {
     }
     &text[start..]
 }
+
+/// An 8-byte value naming its key and generation: `key:g` then filler, so every record of a
+/// 1-byte key is 56 bytes and eight fill a 512-byte segment.
+pub fn kv_value(key: u8, generation: u8) -> Vec<u8> {
+    vec![key, b':', generation, 0, 1, 2, 3, 4]
+}
+
+/// The layout the tombstone models (`tombstone_order.rs`, `forget_tombstone.rs`) start from:
+/// an in-memory log of 512-byte segments and a 16-slot index (seed 12), compaction only when
+/// the model says; segment 0 holds `k` and seven dead versions of `a` (exactly full), segment 1
+/// `a`'s latest version and then one record for each key of `others`.
+pub fn tombstone_model_log(others: &[u8]) -> seglog::Log {
+    let log = seglog::Log::in_memory(
+        seglog::Options::default()
+            .segment_bytes(512)
+            .index_capacity(16)
+            .index_seed(12)
+            .max_segments(8)
+            .auto_compact(false),
+    )
+    .expect("the model's options are valid");
+    log.put(b"k", &kv_value(b'k', 0)).unwrap();
+    for generation in 0..8 {
+        log.put(b"a", &kv_value(b'a', generation)).unwrap();
+    }
+    for &key in others {
+        log.put(&[key], &kv_value(key, 0)).unwrap();
+    }
+    log
+}

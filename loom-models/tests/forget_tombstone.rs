@@ -23,24 +23,9 @@
 
 use loom::sync::Arc;
 use seglog::__broken::Broken;
-use seglog::{Log, Options};
-use seglog_loom_models::{Team, twin};
+use seglog_loom_models::{Team, kv_value, tombstone_model_log, twin};
 
 const OTHERS: &[u8] = b"bcdefg";
-
-fn value(key: u8, generation: u8) -> Vec<u8> {
-    vec![key, b':', generation, 0, 1, 2, 3, 4]
-}
-
-fn options() -> Options {
-    Options::default()
-        // Eight 56-byte records fill a segment.
-        .segment_bytes(512)
-        .index_capacity(16)
-        .index_seed(12)
-        .max_segments(8)
-        .auto_compact(false)
-}
 
 /// Preemption bound in CI: the window holds a whole compaction pass and a resize against one
 /// put; the race it is about (the put's install after the resize) needs one preemption.
@@ -48,14 +33,7 @@ const PREEMPTION_CAP: usize = 1;
 
 fn slow_put_racing_a_remove_and_a_resize() {
     seglog_loom_models::model_capped(PREEMPTION_CAP, || {
-        let log = Arc::new(Log::in_memory(options()).unwrap());
-        log.put(b"k", &value(b'k', 0)).unwrap();
-        for generation in 0..8 {
-            log.put(b"a", &value(b'a', generation)).unwrap();
-        }
-        for &key in OTHERS {
-            log.put(&[key], &value(key, 0)).unwrap();
-        }
+        let log = Arc::new(tombstone_model_log(OTHERS));
 
         let mut team = Team::new();
         {
@@ -67,7 +45,7 @@ fn slow_put_racing_a_remove_and_a_resize() {
             });
         }
         team.run(|| {
-            log.put(b"k", &value(b'k', 1)).unwrap();
+            log.put(b"k", &kv_value(b'k', 1)).unwrap();
         });
 
         let recovered = log.__recovered_state();
@@ -77,14 +55,14 @@ fn slow_put_racing_a_remove_and_a_resize() {
             "memory and recovery disagree about k: {in_memory:?} against {:?}",
             recovered.get(b"k".as_slice())
         );
-        assert!(in_memory.is_none() || in_memory == Some(value(b'k', 1)));
+        assert!(in_memory.is_none() || in_memory == Some(kv_value(b'k', 1)));
         let mut latest = vec![(b'a', 7)];
         latest.extend(OTHERS.iter().map(|&key| (key, 0)));
         for (key, generation) in latest {
-            assert_eq!(log.get(&[key]), Some(value(key, generation)));
+            assert_eq!(log.get(&[key]), Some(kv_value(key, generation)));
             assert_eq!(
                 recovered.get([key].as_slice()),
-                Some(&value(key, generation))
+                Some(&kv_value(key, generation))
             );
         }
         assert_eq!(log.len(), 7 + usize::from(in_memory.is_some()));

@@ -36,24 +36,10 @@
 
 use loom::sync::Arc;
 use seglog::__broken::Broken;
-use seglog::{Log, Options};
-use seglog_loom_models::{Team, twin};
+use seglog::Log;
+use seglog_loom_models::{Team, kv_value, tombstone_model_log, twin};
 
 const OTHERS: &[u8] = b"bcdefg";
-
-fn value(key: u8, generation: u8) -> Vec<u8> {
-    vec![key, b':', generation, 0, 1, 2, 3, 4]
-}
-
-fn options() -> Options {
-    Options::default()
-        // Eight 56-byte records fill a segment.
-        .segment_bytes(512)
-        .index_capacity(16)
-        .index_seed(12)
-        .max_segments(8)
-        .auto_compact(false)
-}
 
 fn check_state(log: &Log) {
     let recovered = log.__recovered_state();
@@ -66,10 +52,10 @@ fn check_state(log: &Log) {
     let mut latest = vec![(b'a', 7)];
     latest.extend(OTHERS.iter().map(|&key| (key, 0)));
     for (key, generation) in latest {
-        assert_eq!(log.get(&[key]), Some(value(key, generation)));
+        assert_eq!(log.get(&[key]), Some(kv_value(key, generation)));
         assert_eq!(
             recovered.get([key].as_slice()),
-            Some(&value(key, generation)),
+            Some(&kv_value(key, generation)),
             "recovery finds {:?}'s latest value",
             key as char
         );
@@ -80,14 +66,7 @@ fn check_state(log: &Log) {
 
 fn remove_racing_a_relocation() {
     seglog_loom_models::model(|| {
-        let log = Arc::new(Log::in_memory(options()).unwrap());
-        log.put(b"k", &value(b'k', 0)).unwrap();
-        for generation in 0..8 {
-            log.put(b"a", &value(b'a', generation)).unwrap();
-        }
-        for &key in OTHERS {
-            log.put(&[key], &value(key, 0)).unwrap();
-        }
+        let log = Arc::new(tombstone_model_log(OTHERS));
 
         let mut team = Team::new();
         {
@@ -122,21 +101,14 @@ fn remove_racing_a_relocation() {
 
 fn put_then_remove_racing_a_relocation() {
     seglog_loom_models::model(|| {
-        let log = Arc::new(Log::in_memory(options()).unwrap());
-        log.put(b"k", &value(b'k', 0)).unwrap();
-        for generation in 0..8 {
-            log.put(b"a", &value(b'a', generation)).unwrap();
-        }
         // Segment 1: `a`'s latest and b to f, 112 bytes of room: the put (56) and the
         // tombstone (48) fit, a copy after both does not.
-        for &key in &OTHERS[..5] {
-            log.put(&[key], &value(key, 0)).unwrap();
-        }
+        let log = Arc::new(tombstone_model_log(&OTHERS[..5]));
         let mut team = Team::new();
         {
             let log = Arc::clone(&log);
             team.spawn(move || {
-                log.put(b"k", &value(b'k', 1)).unwrap();
+                log.put(b"k", &kv_value(b'k', 1)).unwrap();
                 assert!(log.remove(b"k").unwrap(), "k had a value");
             });
         }
@@ -163,10 +135,10 @@ fn put_then_remove_racing_a_relocation() {
         let mut latest = vec![(b'a', 7)];
         latest.extend(OTHERS[..5].iter().map(|&key| (key, 0)));
         for (key, generation) in latest {
-            assert_eq!(log.get(&[key]), Some(value(key, generation)));
+            assert_eq!(log.get(&[key]), Some(kv_value(key, generation)));
             assert_eq!(
                 recovered.get([key].as_slice()),
-                Some(&value(key, generation))
+                Some(&kv_value(key, generation))
             );
         }
         assert_eq!((log.len(), recovered.len()), (6, 6));
