@@ -159,7 +159,7 @@ pub fn next_item(
             offset,
             bytes: rest.len(),
             error,
-            all_zero: rest.iter().all(|&b| b == 0),
+            all_zero: crate::is_all_zero(rest),
         },
     })
 }
@@ -179,6 +179,14 @@ pub fn find_next_record(
         .checked_add(RecordHeader::COMMIT_BYTES)
         .is_some_and(|end| end <= segment.len())
     {
+        if segment[offset..offset + RecordHeader::COMMIT_BYTES] == [0; RecordHeader::COMMIT_BYTES] {
+            // A zero commit word starts no record: go straight to the word (still `from` plus
+            // a multiple of 8) that holds the next non-zero byte. The unwritten end of a tail
+            // segment is tens of megabytes of zeros, tried one word at a time before.
+            let nonzero = crate::first_nonzero(segment, offset);
+            offset += (nonzero - offset) / RECORD_ALIGN * RECORD_ALIGN;
+            continue;
+        }
         let position = base_position.wrapping_add(offset as u64);
         if decode_at(&segment[offset..], position, salt).is_ok() {
             return Some(offset);
@@ -278,7 +286,7 @@ pub fn salvage_salt(segment: &[u8], base_position: u64) -> Option<(usize, u32)> 
 pub fn is_blank_after_header(segment: &[u8]) -> bool {
     segment
         .get(SEGMENT_HEADER_BYTES..)
-        .is_none_or(|rest| rest.iter().all(|&b| b == 0))
+        .is_none_or(crate::is_all_zero)
 }
 
 #[cfg(test)]

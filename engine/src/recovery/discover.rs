@@ -244,7 +244,7 @@ fn holds_records(path: &Path) -> Result<bool> {
             return Ok(false);
         }
         let body_start = SEGMENT_HEADER_BYTES.saturating_sub(at).min(n);
-        if buffer[body_start..n].iter().any(|&b| b != 0) {
+        if !seglog_format::is_all_zero(&buffer[body_start..n]) {
             return Ok(true);
         }
         at += n;
