@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod checkpoint;
 mod compaction;
 mod directory;
 mod error;

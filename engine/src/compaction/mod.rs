@@ -437,6 +437,18 @@ impl Compactor {
         // Also fsyncs the directory if an earlier call removed segments.
         log.sync()?;
         let guard = epoch::pin();
+        // No lease is taken while files are retired, and a leased segment stays (its file is
+        // being read by a checkpoint): it goes back to the list for a later call. Leases hold a
+        // suffix of ids, so a held segment holds back every younger one too (`log/lease.rs`).
+        let leases = log.leases().exclude();
+        let (ready, held): (Vec<_>, Vec<_>) = ready.into_iter().partition(|r| !leases.holds(r.id));
+        if !held.is_empty() {
+            let mut retiring = self.retiring.lock();
+            retiring.extend(held);
+            // Relaxed: a hint for `has_retiring`.
+            self.retiring_count
+                .store(retiring.len() as u64, Ordering::Relaxed);
+        }
         for retired in &ready {
             // Every older segment's removal (this call's, or an earlier one's: `sync` skips the
             // directory when nothing was appended since it last ran) is durable before this
@@ -452,6 +464,10 @@ impl Compactor {
             self.segments_reclaimed.fetch_add(1, Ordering::Relaxed);
             self.bytes_reclaimed
                 .fetch_add(log.segment_bytes(), Ordering::Relaxed);
+        }
+        drop(leases);
+        if ready.is_empty() {
+            return Ok(0);
         }
         // The next sync fsyncs the directory (this call's first step, next time), for segments
         // whose tombstones a later retirement drops.

@@ -91,7 +91,7 @@ impl AppendLog {
 
     /// Whether every record of sealed `segment` is published: no writer still owns a region of
     /// it (or will look the segment up again to write it).
-    fn fully_published(&self, segment: &Segment) -> bool {
+    pub(crate) fn fully_published(&self, segment: &Segment) -> bool {
         let mut offset = FIRST_RECORD_OFFSET;
         while offset < segment.len() {
             let position = self.position(segment.id(), offset as u64);

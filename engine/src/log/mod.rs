@@ -30,6 +30,7 @@
 
 mod bookkeeping;
 mod flush;
+mod lease;
 mod provision;
 mod publish;
 mod read;
@@ -48,6 +49,7 @@ use crate::segment::FIRST_RECORD_OFFSET;
 use crate::stripes::{Striped, signed_sum};
 use crate::sync::{AtomicU64, Ordering};
 
+pub(crate) use self::lease::Leases;
 pub(crate) use self::read::read_record;
 pub use self::read::{RecordRef, Scan};
 pub(crate) use self::settled::PassFlag;
@@ -213,6 +215,8 @@ pub struct AppendLog {
     sync_lock: crate::sync::Mutex<()>,
     /// Retired segment files kept for reuse.
     recycle: crate::sync::Arc<crate::segment::RecyclePool>,
+    /// Held by checkpoints: segments they read are not retired meanwhile (`lease.rs`).
+    leases: Leases,
     /// Whether a [`crate::Log`]'s index points into this log's segments.
     indexed: bool,
     /// Serializes hint writers (the background thread and `Log::write_hints`), which share a
@@ -282,6 +286,7 @@ impl AppendLog {
             unsynced_segments: AtomicU64::new(0),
             sync_lock: crate::sync::Mutex::new(()),
             recycle: crate::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),
+            leases: Leases::new(),
             indexed: false,
             hint_lock: crate::sync::Mutex::new(()),
             sync_failure: std::sync::OnceLock::new(),
@@ -391,6 +396,11 @@ impl AppendLog {
     /// Retired segment files kept for reuse.
     pub(crate) fn recycle_pool(&self) -> &crate::sync::Arc<crate::segment::RecyclePool> {
         &self.recycle
+    }
+
+    /// The leases that keep segments on disk (see `lease.rs`).
+    pub(crate) fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     /// Bytes of segment files on disk: the log's segments and the retired files kept for reuse.

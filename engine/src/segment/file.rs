@@ -155,6 +155,7 @@ impl Segment {
                     .write(true)
                     .open(free)
                     .map_err(|e| Error::io(free, e))?;
+                refuse_shared_file(&file, free)?;
                 zero_file(&file, segment_bytes).map_err(|e| Error::io(free, e))?;
                 fs4::FileExt::allocate(&file, segment_bytes)
                     .map_err(|e| map_allocation_error(path.to_path_buf(), segment_bytes, e))?;
@@ -296,6 +297,19 @@ pub(crate) fn map_allocation_error(path: PathBuf, needed: u64, e: io::Error) -> 
     } else {
         Error::io(path, e)
     }
+}
+
+/// Refuses to reuse a file that has another name: a checkpoint hard-linked it (see
+/// `log/lease.rs`), in another directory or from another log, and zeroing it in place would
+/// change that copy's bytes. The caller unlinks this name instead; the other keeps the file.
+fn refuse_shared_file(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let links = file.metadata().map_err(|e| Error::io(path, e))?.nlink();
+    if links > 1 {
+        let reason = format!("the file has {links} links (a checkpoint shares it); not reused");
+        return Err(Error::io(path, io::Error::other(reason)));
+    }
+    Ok(())
 }
 
 /// Zeroes a file's first `len` bytes: punches a hole (no data written), or writes zeros where
