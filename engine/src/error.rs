@@ -19,8 +19,10 @@ pub enum Error {
     },
     /// The value does not fit in one segment together with its key and header.
     #[error(
-        "value of {len} bytes exceeds the maximum of {max} bytes for this key \
-         (a record must fit in one segment; raise Options::segment_bytes)"
+        "value of {len} bytes exceeds the maximum of {max} bytes for this key: a record \
+         must fit in one segment, and a log's segment size is fixed when it is created \
+         (Options::segment_bytes sizes new logs only; for larger values, export this log and \
+         import it into a new one created with larger segments)"
     )]
     ValueTooLarge {
         /// The value's length.

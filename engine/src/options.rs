@@ -1,6 +1,8 @@
 //! Options for opening a log.
 
-use seglog_format::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, valid_segment_bytes};
+use seglog_format::{
+    MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, valid_segment_bytes,
+};
 
 use crate::error::{Error, Result};
 
@@ -32,6 +34,7 @@ pub struct Options {
     pub(crate) compact_live_ratio: f64,
     pub(crate) compact_dead_bytes: Option<u64>,
     pub(crate) auto_compact: bool,
+    pub(crate) segment_bytes_must_match: bool,
 }
 
 impl Default for Options {
@@ -48,17 +51,29 @@ impl Default for Options {
             compact_live_ratio: 0.5,
             compact_dead_bytes: None,
             auto_compact: true,
+            segment_bytes_must_match: false,
         }
     }
 }
 
 impl Options {
-    /// Size of each segment file: a power of two from 256 bytes to 1 GiB (default 64 MiB). The
-    /// largest record is a little smaller than one segment. An existing log keeps the size it
-    /// was created with.
+    /// Size of each segment file of a new log: a power of two from 256 bytes to 1 GiB (default
+    /// 64 MiB). The largest record is a little smaller than one segment. A log's segment size
+    /// is fixed when it is created: an existing log keeps its own size, whatever this says,
+    /// unless [`Options::segment_bytes_must_match`] makes a different size an error.
     #[must_use]
     pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
         self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Whether opening an existing log whose segments are not [`Options::segment_bytes`] long
+    /// is an error (`true`: [`Error::InvalidOption`] naming both sizes, before anything in the
+    /// directory is touched) or keeps the log's own size (`false`, the default). Set it when
+    /// the size matters to you, e.g. because you raised it to store larger values.
+    #[must_use]
+    pub fn segment_bytes_must_match(mut self, must_match: bool) -> Self {
+        self.segment_bytes_must_match = must_match;
         self
     }
 
@@ -180,6 +195,59 @@ impl Options {
             return Err(Error::InvalidOption {
                 name: "sync_policy",
                 reason: "IntervalMs(0): the interval must be at least 1 ms".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Options {
+    /// With [`Options::segment_bytes_must_match`], refuses an existing log in `dir` whose
+    /// segments have another size: the first segment file (by id) with a valid header decides,
+    /// as recovery's does. Reads headers only; a directory with none passes (recovery reports
+    /// what it finds there).
+    pub(crate) fn check_existing_segment_bytes(&self, dir: &std::path::Path) -> Result<()> {
+        if !self.segment_bytes_must_match {
+            return Ok(());
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut segments: Vec<(u64, std::path::PathBuf)> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                match seglog_format::LogFile::parse_os(&entry.file_name()) {
+                    Some(seglog_format::LogFile::Segment(id)) => Some((id, entry.path())),
+                    _ => None,
+                }
+            })
+            .collect();
+        segments.sort();
+        for (id, path) in segments {
+            let Ok(bytes) = crate::files::read_prefix(&path, SEGMENT_HEADER_BYTES as u64) else {
+                continue;
+            };
+            let Ok(header) = SegmentHeader::decode(&bytes) else {
+                continue;
+            };
+            if header.segment_id() != id {
+                continue;
+            }
+            let existing = header.segment_bytes();
+            if existing == self.segment_bytes {
+                return Ok(());
+            }
+            return Err(Error::InvalidOption {
+                name: "segment_bytes",
+                reason: format!(
+                    "the log in {} was created with {existing}-byte segments and \
+                     Options::segment_bytes asks for {}; a log's segment size cannot change: \
+                     open it with segment_bytes({existing}), or without \
+                     segment_bytes_must_match to keep its own size (for larger segments, \
+                     export it and import into a new log)",
+                    dir.display(),
+                    self.segment_bytes
+                ),
             });
         }
         Ok(())

@@ -102,6 +102,7 @@ impl Log {
     /// recovered: its index is rebuilt from the log by the same rule as live operation.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
         options.validate()?;
+        options.check_existing_segment_bytes(dir.as_ref())?;
         // Every recovered put and tombstone is collected (hash, address, version, length), and
         // the index is built from them at once (`Index::from_bulk`) instead of one upsert per
         // record: each key's winner by the same highest-(version, address) rule, in one table
