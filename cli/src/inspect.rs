@@ -17,7 +17,7 @@ use seglog::{Log, Options, RecordKind, RecordRef};
 use seglog_format::{LogFile, SEGMENT_SUFFIX, split_position};
 use serde::Serialize;
 
-use crate::Failure;
+use crate::{Exit, Failure};
 
 /// Segment files (`LogFile::Segment`) in `dir`, sorted by id; an error for a missing
 /// directory, a file, or a directory with none.
@@ -60,7 +60,7 @@ pub(crate) fn with_spinner<R>(message: String, f: impl FnOnce() -> R) -> R {
 
 /// Opens an existing log strictly and without automatic compaction (a command that only looks
 /// must not start rewriting the log), with a spinner while recovery runs.
-fn open_existing(dir: &Path) -> Result<Log, Failure> {
+pub(crate) fn open_existing(dir: &Path) -> Result<Log, Exit> {
     let segments = segment_files(dir)?;
     let message = format!(
         "opening {} ({} segment{})",
@@ -70,19 +70,19 @@ fn open_existing(dir: &Path) -> Result<Log, Failure> {
     );
     let options = Options::default().strict(true).auto_compact(false);
     with_spinner(message, || Log::open_with(dir, options)).map_err(|e| match e {
-        seglog::Error::Corrupt { .. } => Failure(format!(
+        seglog::Error::Corrupt { .. } => Exit::Damaged(format!(
             "{e} (the log was not changed; `seglog verify {}` lists every damaged record)",
             dir.display()
         )),
-        other => Failure(other.to_string()),
+        other => Exit::Failed(Failure(other.to_string())),
     })
 }
 
 /// Writes to stdout; a closed pipe (`seglog dump | head`) ends the command quietly.
-fn output(result: io::Result<()>) -> Result<(), Failure> {
+pub(crate) fn output(result: io::Result<()>) -> Result<(), Exit> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.map_err(|e| Failure(format!("writing output: {e}"))),
+        other => other.map_err(|e| Exit::Failed(Failure(format!("writing output: {e}")))),
     }
 }
 
@@ -116,7 +116,7 @@ struct StatsReport {
     foreign_files: Vec<PathBuf>,
 }
 
-pub fn stats(args: &StatsArgs) -> Result<(), Failure> {
+pub fn stats(args: &StatsArgs) -> Result<(), Exit> {
     let log = open_existing(&args.dir)?;
     let stats = log.stats();
     let seglog::RecoveryReport {
@@ -231,6 +231,11 @@ pub struct DumpArgs {
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// One JSON object a line: {"segment", "offset", "kind", "version", "key" or "key_b64",
+    /// and for puts "value" or "value_b64"}, whole keys and values (text when valid UTF-8,
+    /// base64 otherwise, as `seglog export` writes them).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Text if the bytes are printable UTF-8 (escaped, quoted), hex otherwise or when asked.
@@ -300,11 +305,18 @@ fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option
     line
 }
 
-pub fn dump(args: &DumpArgs) -> Result<(), Failure> {
+pub fn dump(args: &DumpArgs) -> Result<(), Exit> {
     let log = open_existing(&args.dir)?;
     let limit = (!args.full).then_some(64);
     let segment_bytes = log.append_log().segment_bytes();
     let mut out = io::BufWriter::new(io::stdout().lock());
+    let line = |record: &RecordRef<'_>| {
+        if args.json {
+            crate::transfer::record_json(record, segment_bytes).to_string()
+        } else {
+            describe(record, segment_bytes, args.hex, limit)
+        }
+    };
     let key = match (&args.key, &args.key_hex) {
         (Some(k), _) => Some(k.as_bytes().to_vec()),
         (None, Some(h)) => Some(parse_hex(h)?),
@@ -313,17 +325,13 @@ pub fn dump(args: &DumpArgs) -> Result<(), Failure> {
     if let Some(key) = key {
         let pinned = log.pin();
         let Some(record) = pinned.get_record(&key) else {
-            return Err(Failure(format!(
+            return Err(Exit::Failed(Failure(format!(
                 "key {} has no value in {}",
                 show(&key, args.hex, None),
                 args.dir.display()
-            )));
+            ))));
         };
-        output(writeln!(
-            out,
-            "{}",
-            describe(&record, segment_bytes, args.hex, limit)
-        ))?;
+        output(writeln!(out, "{}", line(&record)))?;
         return output(out.flush());
     }
     let pinned = log.pin();
@@ -332,15 +340,11 @@ pub fn dump(args: &DumpArgs) -> Result<(), Failure> {
         if args.limit.is_some_and(|l| printed as u64 >= l) {
             break;
         }
-        output(writeln!(
-            out,
-            "{}",
-            describe(&record, segment_bytes, args.hex, limit)
-        ))?;
+        output(writeln!(out, "{}", line(&record)))?;
     }
     output(out.flush())?;
     if let Some(error) = scan.error() {
-        return Err(Failure(format!("scan stopped: {error}")));
+        return Err(Exit::Damaged(format!("scan stopped: {error}")));
     }
     Ok(())
 }
@@ -351,7 +355,7 @@ pub struct CompactArgs {
     dir: PathBuf,
 }
 
-pub fn compact(args: &CompactArgs) -> Result<(), Failure> {
+pub fn compact(args: &CompactArgs) -> Result<(), Exit> {
     let log = open_existing(&args.dir)?;
     let before = log.stats();
     let retired = with_spinner(format!("compacting {}", args.dir.display()), || {

@@ -1,20 +1,33 @@
-//! `seglog`: benchmark, inspect and verify seglog logs.
+//! `seglog`: benchmark, inspect, verify, back up, export and import seglog logs.
 //!
-//! Every failure is one line on stderr (`seglog: …`) and a non-zero exit: 1 for a failed
-//! command (missing, foreign, locked or corrupt directory; corruption found by `verify`), 2 for
-//! bad usage (clap's own). A panic, which would be a bug, is also reported in one line.
+//! Every failure is one line on stderr (`seglog: …`) and a non-zero exit, by the table in
+//! [`EXIT_CODES`]: 1 when damage was found (a corrupt record, for `verify`, `dump` or a strict
+//! open), 2 for bad usage (clap's own, or bad import input) and for a log that cannot be opened
+//! (missing, foreign or locked directory) or another error. A panic, which would be a bug, is
+//! also reported in one line.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
+mod base64;
 mod bench;
 mod inspect;
+mod transfer;
 mod verify;
+
+/// What `--help` says about exit codes.
+const EXIT_CODES: &str = "Exit codes:\n  \
+    0  success: nothing wrong found\n  \
+    1  damage found: a corrupt record (verify, dump --json, or any command whose strict open \
+       refused the log)\n  \
+    2  usage error, bad import input, or the log cannot be opened (missing, not a log, locked) \
+       or written";
 
 /// seglog: a lock-free segmented mmap append log.
 #[derive(Debug, Parser)]
-#[command(name = "seglog", version, about)]
+#[command(name = "seglog", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,11 +45,38 @@ enum Command {
     Dump(inspect::DumpArgs),
     /// Relocate the live records of mostly-dead segments and delete those segments.
     Compact(inspect::CompactArgs),
+    /// Write a consistent copy of a log to a new directory (hard links where possible).
+    Checkpoint(backup::CheckpointArgs),
+    /// Print every live key and value as JSON lines, in log order.
+    Export(transfer::ExportArgs),
+    /// Put the keys and values of `seglog export` JSON lines into a log (created if needed).
+    Import(transfer::ImportArgs),
 }
 
-/// A command's failure: one line for stderr.
+/// A command's failure: one line for stderr, exit code 2 (usage, cannot open, other errors).
 #[derive(Debug)]
 pub struct Failure(pub String);
+
+/// How a command that did not succeed ends.
+#[derive(Debug)]
+pub enum Exit {
+    /// Exit code 2: see [`Failure`].
+    Failed(Failure),
+    /// Exit code 1: damage found (the line says where).
+    Damaged(String),
+}
+
+impl From<Failure> for Exit {
+    fn from(failure: Failure) -> Self {
+        Exit::Failed(failure)
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Exit {
+    fn from(error: E) -> Self {
+        Exit::Failed(Failure(error.to_string()))
+    }
+}
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(error: E) -> Self {
@@ -62,18 +102,25 @@ fn main() -> ExitCode {
         );
     }));
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Bench(args) => bench::run(&args),
+    let result: Result<(), Exit> = match cli.command {
+        Command::Bench(args) => bench::run(&args).map_err(Exit::from),
         Command::Stats(args) => inspect::stats(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Dump(args) => inspect::dump(&args),
         Command::Compact(args) => inspect::compact(&args),
+        Command::Checkpoint(args) => backup::checkpoint(&args),
+        Command::Export(args) => transfer::export(&args),
+        Command::Import(args) => transfer::import(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
+        Err(Exit::Failed(Failure(message))) => {
             eprintln!("seglog: {}", message.replace('\n', " "));
-            ExitCode::FAILURE
+            ExitCode::from(2)
+        }
+        Err(Exit::Damaged(message)) => {
+            eprintln!("seglog: {}", message.replace('\n', " "));
+            ExitCode::from(1)
         }
     }
 }

@@ -29,13 +29,17 @@ use seglog_format::{
     SegmentWalk, decode_hint, is_blank_after_header, join_position,
 };
 
-use crate::Failure;
 use crate::inspect::{bytes, segment_files};
+use crate::{Exit, Failure};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The log directory.
     dir: PathBuf,
+    /// Print one JSON object: {"dir", "ok", "segments", "segment_bytes", "puts",
+    /// "tombstones", "aborted", "notes": [text], "corrupt": [{"path", "offset", "what"}]}.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Default)]
@@ -75,7 +79,7 @@ fn lock(dir: &Path) -> Result<Option<File>, Failure> {
     }
 }
 
-pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
+pub fn run(args: &VerifyArgs) -> Result<(), Exit> {
     let segments = segment_files(&args.dir)?;
     let _lock = lock(&args.dir)?;
     let total: u64 = segments
@@ -102,10 +106,14 @@ pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
         progress.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
     }
     progress.finish_and_clear();
-    print(&args.dir, &report);
+    if args.json {
+        print_json(&args.dir, &report)?;
+    } else {
+        print(&args.dir, &report);
+    }
     match report.corrupt.first() {
         None => Ok(()),
-        Some((path, offset, what)) => Err(Failure(format!(
+        Some((path, offset, what)) => Err(Exit::Damaged(format!(
             "{} is corrupt: {} damaged range{}; the first is in {} at offset {offset}: {what}",
             args.dir.display(),
             report.corrupt.len(),
@@ -113,6 +121,27 @@ pub fn run(args: &VerifyArgs) -> Result<(), Failure> {
             path.display()
         ))),
     }
+}
+
+fn print_json(dir: &Path, report: &Report) -> Result<(), Exit> {
+    let corrupt: Vec<_> = report
+        .corrupt
+        .iter()
+        .map(|(path, offset, what)| serde_json::json!({"path": path, "offset": offset, "what": what}))
+        .collect();
+    let json = serde_json::json!({
+        "dir": dir,
+        "ok": report.corrupt.is_empty(),
+        "segments": report.segments,
+        "segment_bytes": report.segment_bytes,
+        "puts": report.puts,
+        "tombstones": report.tombstones,
+        "aborted": report.aborted,
+        "notes": report.notes,
+        "corrupt": corrupt,
+    });
+    use std::io::Write;
+    crate::inspect::output(writeln!(std::io::stdout().lock(), "{json}"))
 }
 
 fn print(dir: &Path, report: &Report) {
