@@ -15,6 +15,7 @@ mod error;
 mod files;
 mod guard;
 mod hints;
+mod huge_pages;
 mod index;
 mod kv;
 mod log;

@@ -4,10 +4,13 @@
 //! the key's 64-bit hash, the record's address, version, length and kind; no key bytes. Then
 //! [`Index::from_bulk`]:
 //!
-//! 1. sorts the entries by hash, home-slot bits first (a bucket pass on the top bits, then a
-//!    small sort per bucket), so every record of a key is adjacent and the keys come in the
-//!    order of their home slots in a table of any capacity (`KeyHash::home` is multiply-shift,
-//!    monotonic in those bits);
+//! 1. sorts the entries by hash, home-slot bits first, so every record of a key is adjacent and
+//!    the keys come in the order of their home slots in a table of any capacity
+//!    (`KeyHash::home` is multiply-shift, monotonic in those bits). Each load appends its
+//!    entries as they come and counts them per bucket (the top [`BUCKET_BITS`] of the hash);
+//!    the build then partitions every load into one array by bucket (one thread per load,
+//!    each writing into places the counts laid out), and sorts each bucket on its own
+//!    (threads take runs of buckets);
 //! 2. resolves each key's winner by the rule upserts use, the highest `(version, address)`,
 //!    which makes the order the records were found in irrelevant. Entries of equal hash are
 //!    told apart by their keys, read from the log, only when there are several (an overwritten
@@ -24,6 +27,7 @@
 //! leave out keys whose winner is a tombstone (`keep_tombstone_winners`).
 
 use std::hash::{BuildHasher, Hasher};
+use std::mem::MaybeUninit;
 
 use foldhash::quality::FixedState;
 
@@ -72,19 +76,28 @@ impl BulkEntry {
     }
 }
 
-/// Buckets a [`BulkLoad`] sorts its records into as they come, on the top bits of `order`
-/// (so by home slot): 4096, about a thousand records each for the 5M-record log of the reopen
-/// benchmark, which a thread then sorts in cache.
-const BUCKET_BITS: u32 = 12;
+/// Buckets [`Index::from_bulk`] partitions the records into, on the top bits of `order` (so by
+/// home slot), before a thread sorts each: 256, about 20 thousand records (640 KB) each for
+/// the 5M-record log of the reopen benchmark, which a thread sorts in its L2 cache. Few enough
+/// that the partition's writes stay within the TLB's reach: with 4096 buckets every record's
+/// store missed it, half the time of collecting the records.
+const BUCKET_BITS: u32 = 8;
 const BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// The bucket of `order`.
+fn bucket_of(order: u64) -> usize {
+    (order >> (u64::BITS - BUCKET_BITS)) as usize
+}
 
 /// The recovered records of an open, collected for [`Index::from_bulk`]: one per thread that
 /// replays; the order of records is irrelevant. Made by [`Index::bulk_load`].
 pub(crate) struct BulkLoad {
     hasher: FixedState,
     seed: u64,
-    /// Records by the top [`BUCKET_BITS`] bits of `order`; empty until the first push.
-    buckets: Vec<Vec<BulkEntry>>,
+    /// Records in the order they came: appended, so collecting them writes memory in order.
+    entries: Vec<BulkEntry>,
+    /// How many of `entries` fall in each bucket; empty until the first push.
+    counts: Vec<usize>,
 }
 
 /// A key's winner, as [`Index::from_bulk`] reports it to its caller's space accounting.
@@ -110,10 +123,16 @@ impl BulkLoad {
         let mut hasher = self.hasher.build_hasher();
         hasher.write(key);
         let order = hasher.finish().rotate_left(u64::BITS - HOME_BITS);
-        if self.buckets.is_empty() {
-            self.buckets = (0..BUCKETS).map(|_| Vec::new()).collect();
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
         }
-        self.buckets[(order >> (u64::BITS - BUCKET_BITS)) as usize].push(BulkEntry {
+        self.counts[bucket_of(order)] += 1;
+        if self.entries.len() == self.entries.capacity() {
+            // Grown by doubling, as `push` would, but each new part asked for huge pages
+            // before it is touched (a few hundred megabytes for a large log).
+            self.entries.reserve(self.entries.capacity().max(1 << 12));
+        }
+        self.entries.push(BulkEntry {
             order,
             version,
             address: address.get(),
@@ -138,7 +157,8 @@ impl Index {
         BulkLoad {
             hasher: FixedState::with_seed(options.seed),
             seed: options.seed,
-            buckets: Vec::new(),
+            entries: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -146,93 +166,97 @@ impl Index {
     /// the module docs). Keys whose winner is a tombstone are kept as a current tombstone
     /// entry, as upserts leave them, if `keep_tombstone_winners`; otherwise they are left out
     /// (the key reads as absent either way). `on_winner` is called once per key the index
-    /// holds, with its current record, in no particular order: a tombstone winner left out is
-    /// not reported (nothing points at it, so its bytes are not live). `on_misordered` gets
+    /// holds, with its current record, in no particular order, on the building threads: each
+    /// into a tally of its own made by `new_tally`, all of which are returned with the index. A
+    /// tombstone winner left out is not reported (nothing points at it, so its bytes are not
+    /// live). `on_misordered` gets
     /// each tombstone winner that a put of its key follows in the log (see `resolve_winners`),
     /// with that put's position, for the open to repair.
     ///
     /// `source` must resolve every address in `loads` (the records were just recovered).
-    pub(crate) fn from_bulk<S: RecordSource + Sync>(
+    pub(crate) fn from_bulk<S: RecordSource + Sync, T: Send>(
         options: IndexOptions,
         loads: Vec<BulkLoad>,
         source: &S,
         keep_tombstone_winners: bool,
-        mut on_winner: impl FnMut(Winner),
+        new_tally: &(impl Fn() -> T + Sync),
+        on_winner: &(impl Fn(&mut T, Winner) + Sync),
         mut on_misordered: impl FnMut(Address, u64),
-    ) -> Self {
-        let mut loads: Vec<Vec<Vec<BulkEntry>>> = loads
+    ) -> (Self, Vec<T>) {
+        let loads: Vec<BulkLoad> = loads
             .into_iter()
-            .filter(|load| !load.buckets.is_empty())
-            .map(|load| {
-                assert_eq!(options.seed, load.seed, "a bulk load hashes as its index");
-                load.buckets
-            })
+            .filter(|load| !load.entries.is_empty())
+            .inspect(|load| assert_eq!(options.seed, load.seed, "a bulk load hashes as its index"))
             .collect();
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .clamp(1, BUILD_THREADS);
-        // Each thread takes a run of buckets: gathers each bucket from every load, sorts it,
-        // and keeps its winners only.
+        let (mut entries, bucket_lens) = partition(loads);
+        // Each thread takes a run of buckets, sorts each, keeps its winners only, at the
+        // bucket's front, and reports them.
         let per_thread = BUCKETS.div_ceil(threads);
-        let mut buckets: Vec<Vec<BulkEntry>> = (0..BUCKETS).map(|_| Vec::new()).collect();
-        {
-            let mut parts: Vec<Vec<&mut [Vec<BulkEntry>]>> =
-                (0..threads).map(|_| Vec::new()).collect();
-            for load in &mut loads {
-                for (t, chunk) in load.chunks_mut(per_thread).enumerate() {
-                    parts[t].push(chunk);
-                }
-            }
-            std::thread::scope(|scope| {
-                let threads: Vec<_> = buckets
-                    .chunks_mut(per_thread)
-                    .zip(parts)
-                    .map(|(out, mut from)| {
-                        scope.spawn(move || {
-                            let guard = crate::sync::epoch::pin();
-                            let mut sorter = BucketSorter::default();
-                            let mut misordered = Vec::new();
-                            for (b, bucket) in out.iter_mut().enumerate() {
-                                let sorted = sorter.sort(from.iter().map(|load| &load[b][..]));
-                                let winners =
-                                    resolve_winners(sorted, source, &guard, &mut misordered);
-                                // Into the first load's allocation for this bucket, if any.
-                                *bucket = from
-                                    .first_mut()
-                                    .map(|load| std::mem::take(&mut load[b]))
-                                    .unwrap_or_default();
-                                bucket.clear();
-                                bucket.extend(
-                                    sorted[..winners]
-                                        .iter()
-                                        .filter(|entry| entry.live || keep_tombstone_winners),
-                                );
-                                for load in &mut from {
-                                    load[b] = Vec::new();
+        let mut buckets: Vec<&mut [BulkEntry]> = Vec::with_capacity(BUCKETS);
+        let mut rest = &mut entries[..];
+        for &len in &bucket_lens {
+            let (bucket, tail) = rest.split_at_mut(len);
+            buckets.push(bucket);
+            rest = tail;
+        }
+        let mut winners = vec![0usize; BUCKETS];
+        let (mut keys, mut live) = (0, 0);
+        let mut tallies = Vec::with_capacity(threads);
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = buckets
+                .chunks_mut(per_thread)
+                .zip(winners.chunks_mut(per_thread))
+                .map(|(run, winners)| {
+                    scope.spawn(move || {
+                        let guard = crate::sync::epoch::pin();
+                        let mut sorter = BucketSorter::default();
+                        let mut misordered = Vec::new();
+                        let mut tally = new_tally();
+                        let (mut keys, mut live) = (0, 0);
+                        for (bucket, winners) in run.iter_mut().zip(winners) {
+                            let sorted = sorter.sort(bucket);
+                            let found = resolve_winners(sorted, source, &guard, &mut misordered);
+                            let mut kept = 0;
+                            for entry in &sorted[..found] {
+                                if entry.live || keep_tombstone_winners {
+                                    bucket[kept] = *entry;
+                                    kept += 1;
+                                    live += usize::from(entry.live);
+                                    let (address, bytes) = (entry.address(), entry.bytes);
+                                    let winner = Winner {
+                                        address,
+                                        bytes,
+                                        live: entry.live,
+                                    };
+                                    on_winner(&mut tally, winner);
                                 }
                             }
-                            misordered
-                        })
+                            keys += kept;
+                            *winners = kept;
+                        }
+                        (misordered, tally, keys, live)
                     })
-                    .collect();
-                for thread in threads {
-                    for (tombstone, put_at) in thread.join().expect("bulk sort panicked") {
-                        on_misordered(tombstone, put_at);
-                    }
+                })
+                .collect();
+            for run in runs {
+                let (misordered, tally, run_keys, run_live) =
+                    run.join().expect("bulk sort panicked");
+                for (tombstone, put_at) in misordered {
+                    on_misordered(tombstone, put_at);
                 }
-            });
-        }
-        drop(loads);
-        let (mut keys, mut live) = (0, 0);
-        for entry in buckets.iter().flatten() {
-            keys += 1;
-            live += usize::from(entry.live);
-            on_winner(Winner {
-                address: entry.address(),
-                bytes: entry.bytes,
-                live: entry.live,
-            });
-        }
+                tallies.push(tally);
+                keys += run_keys;
+                live += run_live;
+            }
+        });
+        let buckets: Vec<&[BulkEntry]> = buckets
+            .into_iter()
+            .zip(&winners)
+            .map(|(bucket, &kept)| &bucket[..kept])
+            .collect();
 
         // One table for every key it will hold, at the load factor: never resized while built.
         let mut sized = options;
@@ -244,7 +268,7 @@ impl Index {
         let wrapped: Vec<BulkEntry> = std::thread::scope(|scope| {
             let runs: Vec<_> = buckets
                 .chunks(per_thread)
-                .map(|run| scope.spawn(move || fill_run(table, run.iter().flatten())))
+                .map(|run| scope.spawn(move || fill_run(table, run.iter().copied().flatten())))
                 .collect();
             runs.into_iter()
                 .flat_map(|run| run.join().expect("bulk fill panicked"))
@@ -260,14 +284,61 @@ impl Index {
         // the `Log` (an `Arc`, a thread spawn), which orders it.
         index.live_keys.add(live as i64);
         drop(guard);
-        index
+        (index, tallies)
     }
 }
 
-/// Sorts one bucket's records (from several loads) by `order`: a counting sort on the bits
-/// below the bucket's, into about one record per sub-bucket, then an insertion sort of each
-/// sub-bucket (a few records). Linear, where a comparison sort of the bucket was a tenth of a
-/// hinted open.
+/// Every record of `loads` in one array, partitioned by bucket (bucket 0's records first, from
+/// every load, then bucket 1's, ...), and each bucket's length. One thread per load writes its
+/// records into their buckets' places, which the loads' counts laid out in advance.
+fn partition(loads: Vec<BulkLoad>) -> (Vec<BulkEntry>, Vec<usize>) {
+    let total: usize = loads.iter().map(|load| load.entries.len()).sum();
+    let mut bucket_lens = vec![0usize; BUCKETS];
+    for load in &loads {
+        for (len, count) in bucket_lens.iter_mut().zip(&load.counts) {
+            *len += count;
+        }
+    }
+    let mut entries: Vec<BulkEntry> = Vec::with_capacity(total);
+    // Each load's part of each bucket: bucket-major, then load by load.
+    let mut parts: Vec<Vec<&mut [MaybeUninit<BulkEntry>]>> =
+        loads.iter().map(|_| Vec::with_capacity(BUCKETS)).collect();
+    crate::huge_pages::advise(&mut entries.spare_capacity_mut()[..total]);
+    let mut rest = &mut entries.spare_capacity_mut()[..total];
+    for bucket in 0..BUCKETS {
+        for (load, parts) in loads.iter().zip(&mut parts) {
+            let (part, tail) = rest.split_at_mut(load.counts[bucket]);
+            parts.push(part);
+            rest = tail;
+        }
+    }
+    std::thread::scope(|scope| {
+        for (load, mut parts) in loads.iter().zip(parts) {
+            scope.spawn(move || {
+                let mut filled = vec![0usize; BUCKETS];
+                for entry in &load.entries {
+                    let bucket = bucket_of(entry.order);
+                    // Indexed, so a count that disagreed with the records would panic here
+                    // rather than write out of the part.
+                    parts[bucket][filled[bucket]].write(*entry);
+                    filled[bucket] += 1;
+                }
+                let complete = filled.iter().zip(&parts).all(|(&n, part)| n == part.len());
+                assert!(complete, "a bulk load's counts disagree with its records");
+            });
+        }
+    });
+    // SAFETY: the parts tile the first `total` elements of the spare capacity (split off one
+    // after the other, `total` in all), and each part was written whole: its load's thread
+    // wrote `filled[bucket]` elements into it, from the front, and checked that this is the
+    // part's length (a thread that panicked instead made the scope panic before this line).
+    unsafe { entries.set_len(total) };
+    (entries, bucket_lens)
+}
+
+/// Sorts one bucket's records by `order`: a counting sort on the bits below the bucket's, into
+/// about one record per sub-bucket, then an insertion sort of each sub-bucket (a few records).
+/// Linear, where a comparison sort of the bucket was a tenth of a hinted open.
 #[derive(Default)]
 struct BucketSorter {
     sorted: Vec<BulkEntry>,
@@ -275,11 +346,8 @@ struct BucketSorter {
 }
 
 impl BucketSorter {
-    fn sort<'p>(
-        &mut self,
-        parts: impl Iterator<Item = &'p [BulkEntry]> + Clone,
-    ) -> &mut [BulkEntry] {
-        let n: usize = parts.clone().map(<[BulkEntry]>::len).sum();
+    fn sort(&mut self, bucket: &[BulkEntry]) -> &mut [BulkEntry] {
+        let n = bucket.len();
         let sub_bits = (usize::BITS - n.leading_zeros()).min(16);
         let shift = u64::BITS - sub_bits;
         let sub = |entry: &BulkEntry| {
@@ -291,7 +359,7 @@ impl BucketSorter {
         };
         self.starts.clear();
         self.starts.resize((1 << sub_bits) + 1, 0);
-        for entry in parts.clone().flatten() {
+        for entry in bucket {
             self.starts[sub(entry) + 1] += 1;
         }
         for i in 1..self.starts.len() {
@@ -300,7 +368,7 @@ impl BucketSorter {
         self.sorted.clear();
         self.sorted.resize(n, BulkEntry::ZERO);
         // `starts[i]` walks from sub-bucket i's start to its end (the next one's start).
-        for entry in parts.flatten() {
+        for entry in bucket {
             let at = &mut self.starts[sub(entry)];
             self.sorted[*at as usize] = *entry;
             *at += 1;
@@ -432,7 +500,7 @@ mod tests {
         for key in [&b""[..], b"a", b"key-000000000001", &[7u8; 300]] {
             let mut load = Index::bulk_load(&options);
             load.push(key, Address::new(8), 1, true, 48);
-            let entries: Vec<_> = load.buckets.iter().flatten().collect();
+            let entries = &load.entries;
             assert_eq!(entries.len(), 1);
             assert_eq!(entries[0].hash(), index.hash_key(key));
         }
@@ -443,20 +511,20 @@ mod tests {
         let mut rng = crate::splitmix::SplitMix64(7);
         let mut sorter = BucketSorter::default();
         for n in [0usize, 1, 2, 3, 17, 1000, 5000] {
-            let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+            let mut bucket = Vec::new();
             for i in 0..n {
                 let state = rng.next();
                 // Few distinct values among the low bits, so equal orders occur.
                 let order = (state >> BUCKET_BITS) & !0xff00 | (state % 3) << 8;
-                parts[i % 3].push(BulkEntry {
+                bucket.push(BulkEntry {
                     order,
                     version: i as u64,
                     ..BulkEntry::ZERO
                 });
             }
-            let mut expected: Vec<u64> = parts.iter().flatten().map(|e| e.order).collect();
+            let mut expected: Vec<u64> = bucket.iter().map(|e| e.order).collect();
             expected.sort_unstable();
-            let sorted = sorter.sort(parts.iter().map(Vec::as_slice));
+            let sorted = sorter.sort(&bucket);
             let got: Vec<u64> = sorted.iter().map(|e| e.order).collect();
             assert_eq!(got, expected, "n = {n}");
         }

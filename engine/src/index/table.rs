@@ -51,6 +51,16 @@ pub(super) struct Table {
     forgotten: AtomicUsize,
 }
 
+/// `capacity` empty slots. A large table is asked for huge pages first: filled by an open (or a
+/// resize) at random, its small pages each faulted once, a tenth of building a large index.
+fn empty_slots(capacity: usize) -> Box<[Slot]> {
+    let mut slots = Vec::with_capacity(capacity);
+    #[cfg(not(seglog_loom))]
+    crate::huge_pages::advise(slots.spare_capacity_mut());
+    slots.extend((0..capacity).map(|_| Slot::new()));
+    slots.into_boxed_slice()
+}
+
 impl Table {
     /// A table of `capacity` empty slots (at least 4).
     pub(super) fn new(capacity: usize, load_factor: f64) -> Self {
@@ -65,7 +75,7 @@ impl Table {
         #[cfg(seglog_loom)]
         live_tables::created();
         Self {
-            slots: (0..capacity).map(|_| Slot::new()).collect(),
+            slots: empty_slots(capacity),
             resize_threshold,
             next: Atomic::null(),
             occupied: CachePadded::new(AtomicUsize::new(0)),

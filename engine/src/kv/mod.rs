@@ -113,8 +113,7 @@ impl Log {
             dir.as_ref(),
             &options,
             &new_batch,
-            &|load, log, record, guard| {
-                log.note_segment_version(record.position, record.version, guard);
+            &|load, log, record, _guard| {
                 load.push(
                     record.key,
                     log.address_of(record.position),
@@ -126,44 +125,45 @@ impl Log {
         )?;
         // Live bytes as installs count them: each key's winner (put or tombstone) while the
         // index holds it, and nothing of the records it beat. Summed per segment (by ring
-        // slot, counted from the first segment's) first, so each segment's striped count is
-        // touched once.
-        let live_bytes = LiveBytes::default();
-        let (mut total, mut puts) = (0i64, 0i64);
+        // slot, counted from the first segment's) on each building thread first, so each
+        // segment's striped count is touched once per thread.
         let (ring_first, ring_mask) = (
             log.directory().ring_slot(log.first_segment()),
             log.directory().slots() - 1,
         );
-        let mut per_segment: Vec<(Option<Address>, i64)> = Vec::new();
         let mut misordered = Vec::new();
-        let index = Index::from_bulk(
+        let (index, tallies) = Index::from_bulk(
             index_options,
             loads,
             &log,
             Index::KEEP_TOMBSTONE_WINNERS,
-            |winner| {
+            &LiveTally::default,
+            &|tally: &mut LiveTally, winner| {
                 let bytes = i64::from(winner.bytes);
-                total += bytes;
+                tally.records += bytes;
                 if winner.live {
-                    puts += bytes;
+                    tally.puts += bytes;
                 }
                 let (slot, _) = log.split(winner.address.get());
                 let at = (slot.wrapping_sub(ring_first) & ring_mask) as usize;
-                if at >= per_segment.len() {
-                    per_segment.resize(at + 1, (None, 0));
+                if at >= tally.per_segment.len() {
+                    tally.per_segment.resize(at + 1, (None, 0));
                 }
-                let sum = &mut per_segment[at];
+                let sum = &mut tally.per_segment[at];
                 sum.0.get_or_insert(winner.address);
                 sum.1 += bytes;
             },
             |tombstone, put_at| misordered.push((tombstone, put_at)),
         );
-        live_bytes.records.add(total);
-        live_bytes.puts.add(puts);
+        let live_bytes = LiveBytes::default();
         let guard = epoch::pin();
-        for &(address, bytes) in &per_segment {
-            if let Some(address) = address {
-                log.add_live_bytes_at(address, bytes, false, &guard);
+        for tally in &tallies {
+            live_bytes.records.add(tally.records);
+            live_bytes.puts.add(tally.puts);
+            for &(address, bytes) in &tally.per_segment {
+                if let Some(address) = address {
+                    log.add_live_bytes_at(address, bytes, false, &guard);
+                }
             }
         }
         drop(guard);
@@ -564,6 +564,16 @@ impl std::fmt::Debug for Log {
 /// How many times a writer that found the log full lets the epoch advance while retired
 /// segments wait for their readers (each round yields and flushes the collector).
 const MAKE_ROOM_ROUNDS: usize = 1000;
+
+/// What one thread building the index at open counted of the winners it placed: the bytes of
+/// every record the index holds and of the puts among them, and per segment (by ring slot,
+/// from the first segment's) an address in it and its records' bytes.
+#[derive(Default)]
+struct LiveTally {
+    records: i64,
+    puts: i64,
+    per_segment: Vec<(Option<Address>, i64)>,
+}
 
 fn index_options(options: &Options) -> IndexOptions {
     IndexOptions {

@@ -155,11 +155,4 @@ impl AppendLog {
         // Release: pairs with the Acquire loads in `scan` and `first_segment`.
         self.first_segment.fetch_max(first, Ordering::Release);
     }
-
-    /// Notes a recovered record's version in its segment's minimum.
-    pub(crate) fn note_segment_version(&self, position: u64, version: u64, guard: &Guard) {
-        if let Some(segment) = self.directory.get(self.split(position).0, guard) {
-            segment.note_version(version);
-        }
-    }
 }

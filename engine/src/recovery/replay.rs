@@ -204,6 +204,9 @@ fn apply_hint(
     log.note_recovered_filler(u64::from(hint.filler_bytes()));
     // Counted once for the whole hint: each count is a locked RMW, a full barrier on x86.
     log.note_recovered_many(checked.records, checked.bytes);
+    if let Some(version) = checked.min_version {
+        segment.note_version(version);
+    }
     for entry in hint.entries() {
         let position = log.position(segment.id(), u64::from(entry.offset));
         on_record(
@@ -239,10 +242,11 @@ fn map_hint(path: &Path, segment_bytes: u64) -> Option<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }.ok()
 }
 
-/// What [`check_hint`] counted: the hint's records and their bytes.
+/// What [`check_hint`] counted: the hint's records, their bytes and their lowest version.
 struct CheckedHint {
     records: u64,
     bytes: u64,
+    min_version: Option<u64>,
 }
 
 /// Bytes of segment [`check_hint`] checksums before it checks the entries in them, so that the
@@ -272,6 +276,7 @@ fn check_hint(
     let mut checked = CheckedHint {
         records: 0,
         bytes: 0,
+        min_version: None,
     };
     let mut crc = 0;
     let mut last_end = FIRST_RECORD_OFFSET as u64;
@@ -298,6 +303,11 @@ fn check_hint(
             last_end = offset + record_bytes;
             checked.records += 1;
             checked.bytes += record_bytes;
+            checked.min_version = Some(
+                checked
+                    .min_version
+                    .map_or(entry.version, |v| v.min(entry.version)),
+            );
         }
     }
     // Every entry started inside the segment, and its bytes are the ones the hint recorded.
@@ -337,6 +347,7 @@ fn recover_segment(
                     RecordKind::Put | RecordKind::Tombstone => {
                         report.records += 1;
                         log.note_recovered(view.record_bytes);
+                        segment.note_version(view.header.version());
                         let position = base + at as u64;
                         on_record(log, &RecordRef::from_view(position, &view));
                     }
