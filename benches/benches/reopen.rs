@@ -1,9 +1,13 @@
 //! Reopen benchmark: how fast `Log::open` rebuilds a large log, with and without hint files.
 //!
 //! ```sh
-//! cargo run --release -p seglog --example reopen_bench            # 5M records, ~1 GiB
-//! cargo run --release -p seglog --example reopen_bench -- 200000  # a quick run
+//! cargo bench -p seglog-benches --bench reopen                    # 5M records, ~1 GiB
+//! SEGLOG_BENCH_RECORDS=200000 cargo bench -p seglog-benches --bench reopen   # a quick run
 //! ```
+//!
+//! Not a criterion bench: one open takes a second, and the figure that matters is the median
+//! of a few whole opens of one large log, warm and cold. Under `cargo test --benches` (no
+//! `--bench` argument) it runs once at 20k records, warm only, to check it still works.
 //!
 //! Fills a log in a temporary directory (`SEGLOG_BENCH_DIR` to choose where), closes it (which
 //! writes the hints of every sealed segment), then times opens with the hints hidden (a full
@@ -20,8 +24,15 @@ use std::time::{Duration, Instant};
 
 use seglog::{Log, Options};
 
-fn options() -> Options {
-    Options::default().auto_compact(false)
+/// The log's options: the default 64 MiB segments when measuring; 1 MiB in the test-mode run,
+/// so that its 20k records fill sealed, hinted segments too.
+fn options(measuring: bool) -> Options {
+    let options = Options::default().auto_compact(false);
+    if measuring {
+        options
+    } else {
+        options.segment_bytes(1 << 20)
+    }
 }
 
 fn set_hints(dir: &Path, present: bool) {
@@ -60,9 +71,9 @@ fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
-fn open_timed(dir: &Path, records: Option<u64>, hinted: bool) -> Duration {
+fn open_timed(dir: &Path, records: Option<u64>, hinted: bool, options: Options) -> Duration {
     let start = Instant::now();
-    let log = Log::open_with(dir, options()).unwrap();
+    let log = Log::open_with(dir, options).unwrap();
     let elapsed = start.elapsed();
     if let Some(records) = records {
         assert_eq!(log.len() as u64, records, "reopen lost records");
@@ -96,19 +107,22 @@ fn main() {
             .unwrap()
             .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "hint"));
         for _ in 0..rounds {
-            let t = open_timed(dir, None, hinted);
+            let t = open_timed(dir, None, hinted, options(true));
             println!("open {:.3} s (hints: {hinted})", t.as_secs_f64());
         }
         return;
     }
-    let records: u64 = std::env::args()
-        .nth(1)
-        .map_or(5_000_000, |a| a.parse().expect("record count"));
-    let cold = std::env::var("SEGLOG_BENCH_COLD").map_or(true, |c| c != "0");
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let records: u64 = std::env::var("SEGLOG_BENCH_RECORDS")
+        .map_or(if measuring { 5_000_000 } else { 20_000 }, |r| {
+            r.parse().expect("SEGLOG_BENCH_RECORDS: a record count")
+        });
+    let rounds = if measuring { rounds } else { 1 };
+    let cold = measuring && std::env::var("SEGLOG_BENCH_COLD").map_or(true, |c| c != "0");
     let base = std::env::var_os("SEGLOG_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base).unwrap();
     let bytes = {
-        let log = Log::open_with(dir.path(), options()).unwrap();
+        let log = Log::open_with(dir.path(), options(measuring)).unwrap();
         let value = vec![0x5Au8; 160];
         let start = Instant::now();
         for i in 0..records {
@@ -141,7 +155,12 @@ fn main() {
             if is_cold {
                 evict(dir.path());
             }
-            times[usize::from(hinted)].push(open_timed(dir.path(), Some(records), hinted));
+            times[usize::from(hinted)].push(open_timed(
+                dir.path(),
+                Some(records),
+                hinted,
+                options(measuring),
+            ));
         }
         results.push((is_cold, times));
     }
