@@ -288,6 +288,10 @@ fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option
         RecordKind::Tombstone => "tombstone",
         RecordKind::Padding => "padding",
         RecordKind::Aborted => "aborted",
+        // Scans read a batch's members as puts and tombstones and skip its header.
+        RecordKind::Batch => "batch",
+        RecordKind::BatchPut => "batch put",
+        RecordKind::BatchTombstone => "batch tombstone",
     };
     let mut line = format!(
         "{}+{offset:<10} {kind:<9} v{:<14} key={}",

@@ -72,6 +72,10 @@ pub fn record_json(record: &RecordRef<'_>, segment_bytes: u64) -> serde_json::Va
         RecordKind::Tombstone => "tombstone",
         RecordKind::Padding => "padding",
         RecordKind::Aborted => "aborted",
+        // Scans read a batch's members as puts and tombstones and skip its header.
+        RecordKind::Batch => "batch",
+        RecordKind::BatchPut => "batch put",
+        RecordKind::BatchTombstone => "batch tombstone",
     };
     let mut object = serde_json::Map::new();
     object.insert("segment".into(), segment.into());

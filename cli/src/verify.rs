@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use seglog_format::{
     CORRUPT_SEGMENT_SUFFIX, LogFile, RecordError, RecordKind, SegmentHeader, SegmentItem,
-    SegmentWalk, decode_hint, is_blank_after_header, join_position,
+    SegmentWalk, Verify, decode_hint, is_blank_after_header, join_position,
 };
 
 use crate::inspect::{bytes, segment_files};
@@ -244,11 +244,36 @@ fn check_segment(id: u64, path: &Path, mut data: Vec<u8>, is_last: bool, report:
 fn walk(path: &Path, data: &[u8], base: u64, salt: u32, is_last: bool, report: &mut Report) {
     for item in SegmentWalk::new(data, base, salt) {
         match item {
-            SegmentItem::Record { view, .. } => match view.kind {
+            SegmentItem::Record { view, offset } => match view.kind {
                 RecordKind::Put => report.puts += 1,
                 RecordKind::Tombstone => report.tombstones += 1,
                 RecordKind::Aborted => report.aborted += 1,
                 RecordKind::Padding => {}
+                RecordKind::Batch => {
+                    let position = base + offset as u64;
+                    for member in
+                        seglog_format::batch_members(&view, position, salt, Verify::Structure)
+                    {
+                        match member {
+                            Ok((_, member)) if member.kind == RecordKind::BatchPut => {
+                                report.puts += 1
+                            }
+                            Ok(_) => report.tombstones += 1,
+                            Err(error) => {
+                                report.corrupt(
+                                    path,
+                                    offset as u64,
+                                    format!("batch member: {error}"),
+                                );
+                            }
+                        }
+                    }
+                }
+                RecordKind::BatchPut | RecordKind::BatchTombstone => report.notes.push(format!(
+                    "{} at offset {offset}: a member of a batch that was never published (its \
+                     writer died first); it means nothing, and an open seals it",
+                    path.display()
+                )),
             },
             SegmentItem::Damaged { offset, error, .. } => {
                 report.corrupt(path, offset as u64, error.to_string());

@@ -115,6 +115,25 @@ pub enum Error {
         /// Why nothing is there.
         reason: String,
     },
+    /// A batch whose records together do not fit in one segment: nothing of it was written.
+    #[error(
+        "batch of {operations} operations needs {bytes} bytes, more than the {max} a record can          have in this log's segments: split it into smaller batches (a batch is one record, so          it must fit in one segment)"
+    )]
+    BatchTooLarge {
+        /// Operations in the batch (after the last operation on each key won).
+        operations: usize,
+        /// The bytes the batch's record would need.
+        bytes: u64,
+        /// The largest record this log's segments hold.
+        max: u64,
+    },
+    /// A conditional write's comparison failed: the key's current version is not the one
+    /// expected. Nothing was written.
+    #[error("version mismatch: the key's current version is {current:?}")]
+    VersionMismatch {
+        /// The version of the key's current value, `None` if the key is absent.
+        current: Option<u64>,
+    },
 }
 
 /// Shorthand for results in seglog.

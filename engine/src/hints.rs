@@ -78,8 +78,13 @@ pub(crate) fn write_hint(log: &AppendLog, id: u64, skip_sparse: bool) -> Result<
                         kind: record.kind,
                         key: record.key,
                     }),
-                    RecordKind::Aborted => filler_bytes += record.record_bytes,
+                    // A batch's header is filler; its members come next as puts and
+                    // tombstones (`read_record`).
+                    RecordKind::Aborted | RecordKind::Batch => filler_bytes += record.record_bytes,
                     RecordKind::Padding => {}
+                    RecordKind::BatchPut | RecordKind::BatchTombstone => {
+                        unreachable!("read_record reads a member as what it stands for")
+                    }
                 }
                 offset += record.record_bytes as usize;
             }

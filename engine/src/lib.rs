@@ -30,7 +30,7 @@ mod sync;
 pub use compaction::CompactionStats;
 pub use error::{Error, Result};
 pub use guard::{Guard, pin};
-pub use kv::{Iter, Log, Pinned, Stats};
+pub use kv::{Batch, Iter, Log, Pinned, Stats};
 pub use log::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};

@@ -162,6 +162,16 @@ pub mod broken {
         /// Drop a tombstone in compaction without its ordering repairs: a relocation copy of
         /// an older record that landed after the tombstone is left behind it (issue 15).
         UnorderedTombstone,
+        /// Install a conditional write with a blind store after its comparison instead of a CAS
+        /// on the entry it compared (issue 16): two writers expecting one version both win.
+        ConditionalBlindStore,
+        /// Publish a conditional write's record before its comparison is decided, and abort it
+        /// afterwards if the comparison failed (issue 16): a crash in between brings back a
+        /// value whose comparison failed.
+        ConditionalPublishFirst,
+        /// Publish each member of a batch as a record of its own instead of the batch as one
+        /// (issue 16): a crash part way through keeps part of the batch.
+        BatchMembersAlone,
     }
 
     thread_local! {

@@ -58,7 +58,8 @@ pub use names::{
 };
 pub use record::{
     CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,
-    decode_record, encode_record, record_layout,
+    batch_members, batch_record_bytes, decode_record, encode_batch_into, encode_record,
+    record_layout,
 };
 pub use segment::{SegmentHeader, SegmentHeaderError};
 pub use walk::{

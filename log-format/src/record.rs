@@ -14,6 +14,14 @@
 //!     40      key, zero padding to 8, value, zero padding to 8
 //! ```
 //!
+//! A *batch* is one record of kind [`RecordKind::Batch`] whose value is its members: whole
+//! records of kind [`RecordKind::BatchPut`] or [`RecordKind::BatchTombstone`], back to back, each
+//! with its own header, position and checksum, all of the batch's version. The batch's
+//! checksum covers its members' bytes, so the batch is valid whole or not at all: that is what
+//! makes it crash-atomic. A member is valid only inside a valid batch; one found alone (its
+//! batch unpublished, torn or damaged) means nothing, like an aborted record. Through the index a
+//! member reads as the put or tombstone it stands for ([`RecordKind::unbatched`]).
+//!
 //! A *short padding* record is a commit word alone. It is written only when fewer than
 //! [`RECORD_HEADER_BYTES`] bytes remain before the end of the segment, and is valid only if it
 //! reaches that end exactly.
@@ -38,6 +46,12 @@ pub enum RecordKind {
     Aborted = 4,
     /// Filler from here to the end of the segment.
     Padding = 7,
+    /// A batch: its value is its members (see the module docs).
+    Batch = 0x18,
+    /// A put inside a batch.
+    BatchPut = 0x30,
+    /// A tombstone inside a batch.
+    BatchTombstone = 0x50,
 }
 
 impl RecordKind {
@@ -49,15 +63,46 @@ impl RecordKind {
             2 => Some(Self::Tombstone),
             4 => Some(Self::Aborted),
             7 => Some(Self::Padding),
+            0x18 => Some(Self::Batch),
+            0x30 => Some(Self::BatchPut),
+            0x50 => Some(Self::BatchTombstone),
             _ => None,
         }
     }
 
-    /// Whether the record's checksum covers its key and value (put and tombstone) or only its
-    /// header (padding and aborted, whose payload bytes are meaningless).
+    /// Whether the record's checksum covers its key and value (puts, tombstones, batches and
+    /// their members) or only its header (padding and aborted, whose payload bytes are
+    /// meaningless).
     #[must_use]
     pub const fn checksums_payload(self) -> bool {
-        matches!(self, Self::Put | Self::Tombstone)
+        !matches!(self, Self::Padding | Self::Aborted)
+    }
+
+    /// Whether this is a batch's member kind.
+    #[must_use]
+    pub const fn is_batch_member(self) -> bool {
+        matches!(self, Self::BatchPut | Self::BatchTombstone)
+    }
+
+    /// What a member stands for once its batch is valid: [`Self::BatchPut`] is a put,
+    /// [`Self::BatchTombstone`] a tombstone; every other kind is itself.
+    #[must_use]
+    pub const fn unbatched(self) -> Self {
+        match self {
+            Self::BatchPut => Self::Put,
+            Self::BatchTombstone => Self::Tombstone,
+            other => other,
+        }
+    }
+
+    /// The member kind of a put or tombstone inside a batch; `None` for other kinds.
+    #[must_use]
+    pub const fn batched(self) -> Option<Self> {
+        match self {
+            Self::Put => Some(Self::BatchPut),
+            Self::Tombstone => Some(Self::BatchTombstone),
+            _ => None,
+        }
     }
 }
 
@@ -250,8 +295,9 @@ impl RecordHeader {
         salt: u32,
     ) -> Option<Self> {
         let suits_kind = match kind {
-            RecordKind::Put => true,
-            RecordKind::Tombstone => value_len == 0,
+            RecordKind::Put | RecordKind::BatchPut => true,
+            RecordKind::Tombstone | RecordKind::BatchTombstone => value_len == 0,
+            RecordKind::Batch => key_len == 0,
             RecordKind::Padding | RecordKind::Aborted => false,
         };
         if !suits_kind {
@@ -577,9 +623,9 @@ pub fn decode_record(
     }
     let layout = layout.expect("checked just above");
     let fields_ok = match kind {
-        RecordKind::Put => true,
-        RecordKind::Tombstone => value_len == 0,
-        RecordKind::Padding | RecordKind::Aborted => key_len == 0,
+        RecordKind::Put | RecordKind::BatchPut => true,
+        RecordKind::Tombstone | RecordKind::BatchTombstone => value_len == 0,
+        RecordKind::Padding | RecordKind::Aborted | RecordKind::Batch => key_len == 0,
     };
     if !fields_ok {
         return Err(RecordError::BadKindFields {
@@ -661,9 +707,182 @@ pub fn encode_record(
     Some(out)
 }
 
+/// The length of a batch record holding members with these `(key_len, value_len)`: its header,
+/// then each member's whole record. `None` if a member or the whole would not fit the format's
+/// 32-bit lengths.
+#[must_use]
+pub fn batch_record_bytes(members: impl IntoIterator<Item = (usize, usize)>) -> Option<u32> {
+    let mut value_len = 0u32;
+    for (key_len, member_value_len) in members {
+        value_len =
+            value_len.checked_add(record_layout(key_len, member_value_len)?.record_bytes)?;
+    }
+    Some(record_layout(0, value_len as usize)?.record_bytes)
+}
+
+/// Writes the batch of `members` (kind [`RecordKind::Put`] or [`RecordKind::Tombstone`], key,
+/// value) at `position` into `out`, which must be exactly [`batch_record_bytes`] long: every
+/// member whole (commit word included, as the member kind), and the batch's header, sealed,
+/// except its commit word, which stays as `out` had it (zero, in a fresh reservation). Returns
+/// the batch's header, whose [`RecordHeader::commit_word`] the caller stores last to publish the
+/// batch. Every member gets `version`. Returns `None` (having written nothing meaningful) if a
+/// kind is not a put or tombstone, a tombstone has a value, or the lengths do not match `out`.
+pub fn encode_batch_into<'m>(
+    out: &mut [u8],
+    members: impl IntoIterator<Item = (RecordKind, &'m [u8], &'m [u8])>,
+    version: u64,
+    position: u64,
+    salt: u32,
+) -> Option<RecordHeader> {
+    if out.len() < RECORD_HEADER_BYTES {
+        return None;
+    }
+    let mut at = RECORD_HEADER_BYTES;
+    for (kind, key, value) in members {
+        let member_kind = kind.batched()?;
+        let layout = record_layout(key.len(), value.len())?;
+        let member_position = position.wrapping_add(at as u64);
+        let header = RecordHeader::new(
+            member_kind,
+            key.len(),
+            value.len(),
+            version,
+            member_position,
+            salt,
+        )?
+        .sealed(key, value);
+        let record = out.get_mut(at..at + layout.record_bytes as usize)?;
+        record.fill(0);
+        record[..RECORD_HEADER_BYTES].copy_from_slice(header.as_bytes());
+        let key_start = layout.key_offset as usize;
+        record[key_start..key_start + key.len()].copy_from_slice(key);
+        let value_start = layout.value_offset as usize;
+        record[value_start..value_start + value.len()].copy_from_slice(value);
+        at += layout.record_bytes as usize;
+    }
+    if at != out.len() {
+        return None;
+    }
+    let (head, members) = out.split_at_mut(RECORD_HEADER_BYTES);
+    let header = RecordHeader::new(RecordKind::Batch, 0, members.len(), version, position, salt)?
+        .sealed(&[], members);
+    head[RecordHeader::COMMIT_BYTES..].copy_from_slice(header.body_bytes());
+    Some(header)
+}
+
+/// The members of the valid batch `batch` (a view [`decode_record`] returned for a
+/// [`RecordKind::Batch`] record at `position`, in a segment of `salt`), in order, each as its
+/// offset from the batch's start and its view (of a member kind: see
+/// [`RecordKind::unbatched`]). A member that does not decode as a member of this batch (its own
+/// position, the batch's version, a member kind, within the batch) is an error, after which the
+/// iteration ends: the batch's checksum covered it, so only a crafted file gets there. Never
+/// panics.
+pub fn batch_members<'a>(
+    batch: &RecordView<'a>,
+    position: u64,
+    salt: u32,
+    verify: Verify,
+) -> impl Iterator<Item = Result<(u32, RecordView<'a>), RecordError>> + 'a {
+    let members = batch.value;
+    let version = batch.header.version();
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= members.len() {
+            return None;
+        }
+        let bytes = &members[at..];
+        let offset = RECORD_HEADER_BYTES + at;
+        let member_position = position.wrapping_add(offset as u64);
+        let result = CommitWord::read(bytes)
+            .ok_or(RecordError::Truncated {
+                needed: RECORD_HEADER_BYTES as u64,
+                available: bytes.len() as u64,
+            })
+            .and_then(|commit| decode_record(commit, bytes, member_position, salt, verify))
+            .and_then(|view| {
+                if view.kind.is_batch_member() && view.header.version() == version {
+                    Ok(view)
+                } else {
+                    Err(RecordError::BadKindFields {
+                        kind: view.kind,
+                        key_len: view.header.key_len(),
+                        value_len: view.header.value_len(),
+                    })
+                }
+            });
+        match result {
+            Ok(view) => {
+                at += view.record_bytes as usize;
+                Some(Ok((offset as u32, view)))
+            }
+            Err(error) => {
+                at = members.len();
+                Some(Err(error))
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_round_trips_and_its_members_decode() {
+        let members: [(RecordKind, &[u8], &[u8]); 3] = [
+            (RecordKind::Put, b"row/7", b"a value"),
+            (RecordKind::Tombstone, b"idx/old", b""),
+            (RecordKind::Put, b"idx/new", b"7"),
+        ];
+        let bytes = batch_record_bytes(members.iter().map(|(_, k, v)| (k.len(), v.len()))).unwrap();
+        let mut out = vec![0u8; bytes as usize];
+        let header = encode_batch_into(&mut out, members, 4096, 4096, 77).unwrap();
+        // Unpublished until the caller stores the commit word.
+        assert!(CommitWord::read(&out).unwrap().is_unwritten());
+        out[..8].copy_from_slice(&header.commit_word().raw().to_le_bytes());
+        let view = decode_record(commit_of(&out), &out, 4096, 77, Verify::Checksum).unwrap();
+        assert_eq!(view.kind, RecordKind::Batch);
+        let decoded: Vec<_> = batch_members(&view, 4096, 77, Verify::Checksum)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(decoded.len(), 3);
+        for ((offset, member), (kind, key, value)) in decoded.iter().zip(members) {
+            assert_eq!(member.kind.unbatched(), kind);
+            assert!(member.kind.is_batch_member());
+            assert_eq!((member.key, member.value), (key, value));
+            assert_eq!(member.header.version(), 4096);
+            assert_eq!(member.header.position(), 4096 + u64::from(*offset));
+            // A member decodes alone too (through the index it is read at its own position).
+            let alone = &out[*offset as usize..];
+            let again = decode_record(
+                commit_of(alone),
+                alone,
+                4096 + u64::from(*offset),
+                77,
+                Verify::Checksum,
+            )
+            .unwrap();
+            assert_eq!(again.key, key);
+        }
+        // Any flipped byte of a member breaks the batch's checksum.
+        let last = out.len() - 1;
+        out[last - 8] ^= 1;
+        assert!(matches!(
+            decode_record(commit_of(&out), &out, 4096, 77, Verify::Checksum),
+            Err(RecordError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn record_kinds_differ_in_at_least_two_bits() {
+        let kinds = [1u8, 2, 4, 7, 0x18, 0x30, 0x50];
+        for (i, a) in kinds.iter().enumerate() {
+            assert!(RecordKind::from_u8(*a).is_some());
+            for b in &kinds[i + 1..] {
+                assert!((a ^ b).count_ones() >= 2, "{a:#x} and {b:#x}");
+            }
+        }
+    }
 
     fn commit_of(bytes: &[u8]) -> CommitWord {
         CommitWord::from_raw(u64::from_le_bytes(bytes[..8].try_into().unwrap()))

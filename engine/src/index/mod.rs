@@ -205,6 +205,20 @@ pub(crate) enum Upserted {
     Superseded { current: Address, live: bool },
 }
 
+/// What a conditional install did ([`Index::install_if`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Conditional {
+    /// The comparison held and our entry is now current; `replaced` as for
+    /// [`Upserted::Installed`].
+    Installed { replaced: Option<Previous> },
+    /// The key's current record is not what was expected: the version of its put, or `None` if
+    /// the key is absent (or its current record is a tombstone). Nothing changed.
+    Mismatch { current: Option<u64> },
+    /// The comparison held, but the current record (a tombstone) has a higher version than
+    /// ours: nothing changed; write again with a newer version.
+    Stale,
+}
+
 /// The entry an install replaced: its address, whether it was a put, and its length in the
 /// log ([`IndexedRecord::bytes`]), as the install's probe resolved it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,7 +341,33 @@ impl Index {
             guard,
         ) {
             WriteOutcome::Upserted(upserted) => upserted,
-            WriteOutcome::Relocated(_) => unreachable!("an upsert reports an Upserted"),
+            _ => unreachable!("an upsert reports an Upserted"),
+        }
+    }
+
+    /// A conditional install (`Log::compare_and_put`, `Log::compare_and_remove`): makes the
+    /// record at `address` (of `version`; a put if `live`) current for `key` only if the key's
+    /// current record is a put of version `expected` (`None`: absent or a tombstone), in one CAS
+    /// on the entry it compared, like an upsert's. See [`Conditional`].
+    #[allow(clippy::too_many_arguments)] // the upsert's arguments and the expectation
+    pub(crate) fn install_if<S: RecordSource>(
+        &self,
+        key: &[u8],
+        address: Address,
+        version: u64,
+        live: bool,
+        expected: Option<u64>,
+        source: &S,
+        guard: &Guard,
+    ) -> Conditional {
+        let op = WriteOp::Conditional {
+            version,
+            live,
+            expected,
+        };
+        match self.write(key, address, op, source, guard) {
+            WriteOutcome::Conditional(outcome) => outcome,
+            _ => unreachable!("a conditional install reports a Conditional"),
         }
     }
 
@@ -349,7 +389,7 @@ impl Index {
             guard,
         ) {
             WriteOutcome::Relocated(replaced) => replaced,
-            WriteOutcome::Upserted(_) => unreachable!("a relocation reports a bool"),
+            _ => unreachable!("a relocation reports a bool"),
         }
     }
 

@@ -14,7 +14,7 @@
 
 use super::entry::{Entry, KeyHash, Slot};
 use super::table::TablePtr;
-use super::{Index, IndexedRecord, Previous, RecordSource, Upserted, resolve_if_key};
+use super::{Conditional, Index, IndexedRecord, Previous, RecordSource, Upserted, resolve_if_key};
 use crate::address::Address;
 use crate::sync::epoch::Guard;
 
@@ -25,12 +25,20 @@ pub(super) enum WriteOp {
     Upsert { version: u64, live: bool },
     /// Install only if the current entry is exactly `old_address`.
     Relocate { old_address: Address },
+    /// Install only if the key's current record is a put of version `expected` (`None`: the
+    /// key is absent, or its current record is a tombstone), and newer by (version, address).
+    Conditional {
+        version: u64,
+        live: bool,
+        expected: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum WriteOutcome {
     Upserted(Upserted),
     Relocated(bool),
+    Conditional(Conditional),
 }
 
 /// Where a writer goes after working in one table.
@@ -137,8 +145,18 @@ impl Index {
         source: &S,
         guard: &Guard,
     ) -> Result<Step<'g>, Entry> {
-        let WriteOp::Upsert { live, .. } = write.op else {
-            return Ok(Step::Done(WriteOutcome::Relocated(false)));
+        let live = match write.op {
+            WriteOp::Upsert { live, .. }
+            | WriteOp::Conditional {
+                live,
+                expected: None,
+                ..
+            } => live,
+            WriteOp::Conditional { .. } => {
+                let mismatch = Conditional::Mismatch { current: None };
+                return Ok(Step::Done(WriteOutcome::Conditional(mismatch)));
+            }
+            WriteOp::Relocate { .. } => return Ok(Step::Done(WriteOutcome::Relocated(false))),
         };
         // Read before reserving, as `Table::admits_new_key` requires. `table` is the root, or
         // the root's successor; for the root itself the bound is not consulted.
@@ -170,8 +188,12 @@ impl Index {
         }
         self.after_claim(table, before + 1, source, guard);
         self.account_install(None, live);
-        let upserted = Upserted::Installed { replaced: None };
-        Ok(Step::Done(WriteOutcome::Upserted(upserted)))
+        Ok(Step::Done(match write.op {
+            WriteOp::Conditional { .. } => {
+                WriteOutcome::Conditional(Conditional::Installed { replaced: None })
+            }
+            _ => WriteOutcome::Upserted(Upserted::Installed { replaced: None }),
+        }))
     }
 
     /// At K's unfrozen slot holding `current`, whose record is `record`: compare and CAS.
@@ -208,6 +230,38 @@ impl Index {
                 });
                 self.account_install(replaced, live);
                 Ok(WriteOutcome::Upserted(Upserted::Installed { replaced }))
+            }
+            WriteOp::Conditional {
+                version,
+                live,
+                expected,
+            } => {
+                let seen = current_live.then_some(current_version);
+                if seen != expected {
+                    let mismatch = Conditional::Mismatch { current: seen };
+                    return Ok(WriteOutcome::Conditional(mismatch));
+                }
+                if (current_version, current_address) >= (version, new_address) {
+                    // The comparison holds, but the current record (a tombstone written after
+                    // ours was reserved) is newer: installed over it, ours would lose to it at
+                    // the next open. The caller writes again with a newer version.
+                    return Ok(WriteOutcome::Conditional(Conditional::Stale));
+                }
+                if !broken_conditional_blind_store() {
+                    slot.compare_exchange(current, write.new)?;
+                } else {
+                    slot.store_blind(write.new);
+                }
+                let replaced = Some(Previous {
+                    address: current_address,
+                    live: current_live,
+                    bytes: record.bytes(),
+                    position: record.position(),
+                });
+                self.account_install(replaced, live);
+                Ok(WriteOutcome::Conditional(Conditional::Installed {
+                    replaced,
+                }))
             }
             WriteOp::Relocate { old_address } => {
                 if current_address != old_address {
@@ -296,6 +350,18 @@ fn broken_blind_index_store() -> bool {
         return true;
     }
     cfg!(seglog_broken = "blind_index_store")
+}
+
+/// Whether conditional writes install with a blind store after their comparison instead of the
+/// CAS on the entry they compared: the twin of `Broken::ConditionalBlindStore`, which lets two
+/// writers expecting the same version both win. A constant `false` in normal builds.
+#[inline(always)]
+fn broken_conditional_blind_store() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::ConditionalBlindStore) {
+        return true;
+    }
+    false
 }
 
 /// Whether relocations install with the broken blind store instead of the CAS on the old

@@ -4,7 +4,7 @@
 use seglog_format::RecordKind;
 
 use crate::address::Address;
-use crate::index::{Index, IndexedRecord, RecordSource, Upserted};
+use crate::index::{Conditional, Index, IndexedRecord, Previous, RecordSource, Upserted};
 use crate::log::{AppendLog, RecordRef};
 use crate::stripes::StripedCount;
 use crate::sync::epoch::Guard;
@@ -126,14 +126,55 @@ pub(crate) fn install(
     let address = log.address_of(record.position);
     let result = index.upsert(record.key, address, record.version, live, log, guard);
     if let Upserted::Installed { replaced } = result {
-        live_bytes.add(record.record_bytes, live, 1);
-        log.add_live_bytes_at(address, i64::from(record.record_bytes), false, guard);
-        if let Some(previous) = replaced {
-            live_bytes.add(previous.bytes, previous.live, -1);
-            log.add_live_bytes_at(previous.address, -i64::from(previous.bytes), false, guard);
-        }
+        count_install(log, record, address, replaced, live_bytes, guard);
     }
     result
+}
+
+/// Installs a published (or, for a conditional write, about to be published) record in the
+/// index only if `key`'s current version is `expected` ([`Index::install_if`]), keeping the
+/// live bytes in step as [`install`] does.
+pub(crate) fn install_if(
+    index: &Index,
+    log: &AppendLog,
+    record: Published<'_>,
+    expected: Option<u64>,
+    live_bytes: &LiveBytes,
+    guard: &Guard,
+) -> Conditional {
+    let live = record.kind == RecordKind::Put;
+    let address = log.address_of(record.position);
+    let result = index.install_if(
+        record.key,
+        address,
+        record.version,
+        live,
+        expected,
+        log,
+        guard,
+    );
+    if let Conditional::Installed { replaced } = result {
+        count_install(log, record, address, replaced, live_bytes, guard);
+    }
+    result
+}
+
+/// The live bytes of an install: the new record's come, the replaced one's go.
+fn count_install(
+    log: &AppendLog,
+    record: Published<'_>,
+    address: Address,
+    replaced: Option<Previous>,
+    live_bytes: &LiveBytes,
+    guard: &Guard,
+) {
+    let live = record.kind == RecordKind::Put;
+    live_bytes.add(record.record_bytes, live, 1);
+    log.add_live_bytes_at(address, i64::from(record.record_bytes), false, guard);
+    if let Some(previous) = replaced {
+        live_bytes.add(previous.bytes, previous.live, -1);
+        log.add_live_bytes_at(previous.address, -i64::from(previous.bytes), false, guard);
+    }
 }
 
 /// The current put record of `key`, if any.

@@ -18,6 +18,8 @@
 //!
 //! Every write holds its segment from publish to install, so compaction never takes a record
 //! that is published but not yet in the index for dead.
+mod batch;
+mod conditional;
 mod install;
 mod maintenance;
 mod stats;
@@ -38,6 +40,7 @@ use crate::hints::write_hint;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{Arc, Mutex};
 
+pub use self::batch::Batch;
 pub(crate) use self::install::Published;
 use self::install::{LiveBytes, current};
 use self::maintenance::Maintenance;

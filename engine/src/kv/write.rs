@@ -116,7 +116,7 @@ impl Log {
     }
 
     /// The follow-ups of a finished write: automatic compaction, the `EveryWrite` sync.
-    fn after_write(&self) -> Result<()> {
+    pub(super) fn after_write(&self) -> Result<()> {
         if self.inner.compactor.writer_should_check(&self.inner.log) {
             self.inner.maybe_compact();
         } else if let Err(e) = self.inner.compactor.try_finish_retirements(&self.inner.log) {
@@ -132,7 +132,7 @@ impl Log {
 
     /// Installs a record appended with a hold. The caller holds it in an `InstallHold` and drops
     /// that once it no longer needs the record's segment, then runs [`Log::after_write`].
-    fn install_appended(
+    pub(super) fn install_appended(
         &self,
         key: &[u8],
         kind: RecordKind,

@@ -28,6 +28,7 @@
 //! A writer whose fill closure panics leaves an *aborted* record, written by a drop guard, so a
 //! scan never stalls behind it.
 
+mod batch;
 mod bookkeeping;
 mod flush;
 mod lease;
@@ -49,6 +50,7 @@ use crate::segment::FIRST_RECORD_OFFSET;
 use crate::stripes::{Striped, signed_sum};
 use crate::sync::{AtomicU64, Ordering};
 
+pub(crate) use self::batch::{AppendedBatch, BatchOp};
 pub(crate) use self::lease::Leases;
 pub(crate) use self::read::read_record;
 pub use self::read::{RecordRef, Scan};

@@ -92,7 +92,8 @@ impl AppendLog {
 pub struct RecordRef<'g> {
     /// The record's position.
     pub position: u64,
-    /// Put or tombstone (scans skip padding and aborted records).
+    /// Put or tombstone (scans skip padding and aborted records; a batch's member reads as
+    /// the put or tombstone it stands for).
     pub kind: RecordKind,
     /// The record's version.
     pub version: u64,
@@ -121,7 +122,16 @@ fn read_put_or_tombstone(segment: &Segment, offset: u64, position: u64) -> Resul
     // Acquire: pairs with the Release store in `publish`, so the record's bytes are visible.
     let commit = segment.commit(offset).published();
     let record_bytes = match commit.decode() {
-        Ok((RecordKind::Put | RecordKind::Tombstone, record_bytes)) => record_bytes as usize,
+        // A batch's member reads as the put or tombstone it stands for: the index points at
+        // one only once its batch is published, or (a conditional write's) while its writer
+        // decides, with the member whole (`log/batch.rs`).
+        Ok((
+            RecordKind::Put
+            | RecordKind::Tombstone
+            | RecordKind::BatchPut
+            | RecordKind::BatchTombstone,
+            record_bytes,
+        )) => record_bytes as usize,
         Ok((kind, _)) => return Err(no_record(format!("position holds a {kind:?} record"))),
         Err(RecordError::Unwritten) => return Err(no_record("nothing is published there".into())),
         Err(error) => return Err(no_record(format!("no valid record starts there ({error})"))),
@@ -159,6 +169,10 @@ fn decode_published(
 
 /// Reads the record at `offset` of `segment`: `Ok(None)` if nothing is published there, any
 /// kind otherwise, and an error if the bytes there are not a valid record.
+///
+/// A published batch reads as its header alone: a record of kind [`RecordKind::Batch`] whose
+/// `record_bytes` is [`RECORD_HEADER_BYTES`], so a walk that steps by `record_bytes` reads its
+/// members next, each as the put or tombstone it stands for (`RecordRef::from_view`).
 pub(crate) fn read_record(
     segment: &Segment,
     offset: usize,
@@ -195,7 +209,16 @@ pub(crate) fn read_record(
     if kind == RecordKind::Padding && offset + record_bytes as usize != segment.len() {
         return Err(RecordError::BadCommitWord { raw: commit.raw() });
     }
-    decode_published(segment, offset, position, commit, record_bytes as usize).map(Some)
+    let record = decode_published(segment, offset, position, commit, record_bytes as usize)?;
+    Ok(Some(if kind == RecordKind::Batch {
+        RecordRef {
+            value: &[],
+            record_bytes: RECORD_HEADER_BYTES as u32,
+            ..record
+        }
+    } else {
+        record
+    }))
 }
 
 impl<'a> RecordRef<'a> {
@@ -203,7 +226,7 @@ impl<'a> RecordRef<'a> {
     pub(crate) fn from_view(position: u64, view: &seglog_format::RecordView<'a>) -> Self {
         Self {
             position,
-            kind: view.kind,
+            kind: view.kind.unbatched(),
             version: view.header.version(),
             key: view.key,
             value: view.value,
@@ -265,7 +288,13 @@ impl<'g> Iterator for Scan<'g> {
                     self.offset += u64::from(record.record_bytes);
                     match record.kind {
                         RecordKind::Put | RecordKind::Tombstone => return Some(record),
-                        RecordKind::Padding | RecordKind::Aborted => continue,
+                        // A batch's header: its members come next, as puts and tombstones.
+                        RecordKind::Padding | RecordKind::Aborted | RecordKind::Batch => {
+                            continue;
+                        }
+                        RecordKind::BatchPut | RecordKind::BatchTombstone => {
+                            unreachable!("read_record reads a member as what it stands for")
+                        }
                     }
                 }
                 Err(reason) => {

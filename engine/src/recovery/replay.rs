@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use seglog_format::{
     CommitWord, RECORD_HEADER_BYTES, RecordError, RecordHeader, RecordKind, SegmentHeader,
-    SegmentItem,
+    SegmentItem, Verify,
 };
 
 use super::RecoveryReport;
@@ -355,6 +355,27 @@ fn recover_segment(
                     // takes out exactly what was put in.
                     RecordKind::Aborted => log.note_recovered_filler(view.record_bytes.into()),
                     RecordKind::Padding => {}
+                    RecordKind::Batch => {
+                        let position = base + at as u64;
+                        if !replay_batch(log, segment, report, &view, position, on_record) {
+                            // Its checksum holds but a member does not decode as one: only a
+                            // crafted file gets here. Nothing of it is applied.
+                            let error = RecordError::BadKindFields {
+                                kind: RecordKind::Batch,
+                                key_len: 0,
+                                value_len: view.header.value_len(),
+                            };
+                            damage(strict, report, &path, at, view.record_bytes.into(), &error)?;
+                            seal_aborted(log, segment, base, at, view.record_bytes as usize);
+                        }
+                    }
+                    RecordKind::BatchPut | RecordKind::BatchTombstone => {
+                        // A member whose batch is not valid (unpublished when the writer died,
+                        // or damaged, reported just before): it means nothing. Sealed like a
+                        // hole, so no later reader takes it for a record.
+                        report.holes += 1;
+                        seal_aborted(log, segment, base, at, view.record_bytes as usize);
+                    }
                 }
                 end_of_valid = offset;
             }
@@ -421,6 +442,36 @@ fn recover_segment(
         }
     }
     Ok(end_of_valid as u64)
+}
+
+/// Reports the members of the valid batch `view` at `position` as puts and tombstones, all or
+/// none: returns `false`, having reported nothing, if any member does not decode as one of
+/// this batch's. Its header is counted as filler, as the live log counts it.
+fn replay_batch(
+    log: &AppendLog,
+    segment: &Segment,
+    report: &mut RecoveryReport,
+    view: &seglog_format::RecordView<'_>,
+    position: u64,
+    on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
+) -> bool {
+    // The batch's checksum covered every member's bytes: the structure checks are enough.
+    let members: Result<Vec<_>, _> =
+        seglog_format::batch_members(view, position, segment.salt(), Verify::Structure).collect();
+    let Ok(members) = members else {
+        return false;
+    };
+    log.note_recovered_filler(RECORD_HEADER_BYTES as u64);
+    for (offset, member) in &members {
+        report.records += 1;
+        log.note_recovered(member.record_bytes);
+        segment.note_version(member.header.version());
+        on_record(
+            log,
+            &RecordRef::from_view(position + u64::from(*offset), member),
+        );
+    }
+    true
 }
 
 /// Seals a hole or damaged range of `bytes` at `offset` with an aborted record, counted like the

@@ -373,6 +373,13 @@ impl CommitCell<'_> {
         CommitWord::from_raw(self.0.load(Ordering::Acquire))
     }
 
+    /// Stores the commit word of a batch's member, inside the batch's unpublished region.
+    /// Relaxed: whoever reads the member first acquires something stored after this with
+    /// Release by the same writer (the batch's commit word, or the index entry of the member).
+    pub(crate) fn store_unpublished(&self, word: CommitWord) {
+        self.0.store(word.raw(), Ordering::Relaxed);
+    }
+
     /// Stores `word` in a segment no other thread can reach yet (recovery). Relaxed: the log
     /// is handed to other threads afterwards, which orders this store before any read.
     pub(crate) fn store_unshared(&self, word: CommitWord) {

@@ -1,0 +1,179 @@
+//! Write batches: several puts and removes that reach the log as one record (`log/batch.rs`),
+//! so a crash keeps all of them or none, under one version.
+//!
+//! While a batch is being installed its keys change one at a time: a reader of several keys can
+//! see some at the batch's values and others not yet (installs are in the batch's order, the
+//! last operation on each key kept). Each key's change is atomic, and once `write_batch`
+//! returns every key reads its batch value (or a later write's) on every thread. A reader that
+//! needs all of a batch or none of it checks one key written last (the batch's own version,
+//! [`Log::version`], names it) — or keeps the keys in one value.
+
+use std::collections::HashMap;
+
+use seglog_format::RecordKind;
+
+use crate::compaction::repair_order;
+use crate::error::{Error, Result};
+use crate::log::{Appended, AppendedBatch, BatchOp};
+use crate::sync::epoch;
+
+use super::Log;
+use super::install::Outcome;
+
+/// Puts and removes to apply together with [`Log::write_batch`]: crash-atomic, under one
+/// version. Holds its own copies of keys and values.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// use seglog::{Batch, Log};
+/// let log = Log::open(dir.path())?;
+/// let mut batch = Batch::new();
+/// batch.put(b"row/7", b"...").remove(b"idx/old").put(b"idx/new", b"7");
+/// let version = log.write_batch(&batch)?;
+/// assert_eq!(log.version(b"row/7"), Some(version));
+/// # Ok::<(), seglog::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Op {
+    kind: RecordKind,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Batch {
+    /// An empty batch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put of `value` under `key` (a copy of each).
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> &mut Self {
+        self.ops.push(Op {
+            kind: RecordKind::Put,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        });
+        self
+    }
+
+    /// Adds a removal of `key`.
+    pub fn remove(&mut self, key: &[u8]) -> &mut Self {
+        self.ops.push(Op {
+            kind: RecordKind::Tombstone,
+            key: key.to_vec(),
+            value: Vec::new(),
+        });
+        self
+    }
+
+    /// The operations added, counting each one even where a later one on the same key will win.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no operation was added.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations the log writes: the last one on each key, in the order those came.
+    fn last_on_each_key(&self) -> Vec<BatchOp<'_>> {
+        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(self.ops.len());
+        for (i, op) in self.ops.iter().enumerate() {
+            last.insert(&op.key, i);
+        }
+        self.ops
+            .iter()
+            .enumerate()
+            .filter(|&(i, op)| last[op.key.as_slice()] == i)
+            .map(|(_, op)| BatchOp {
+                kind: op.kind,
+                key: &op.key,
+                value: &op.value,
+            })
+            .collect()
+    }
+}
+
+impl Log {
+    /// Applies every operation of `batch` (the last one on each key, where it has several) and
+    /// returns the batch's version, which every key it puts gets: after any crash, all of the
+    /// batch is in the log or none of it (see the module docs of `kv::batch` for what a
+    /// concurrent reader sees meanwhile).
+    ///
+    /// Removing a key that is absent writes a tombstone all the same (the batch is decided
+    /// before it is written). An empty batch writes nothing and returns 0, a version no record
+    /// has. A batch too large for one segment is refused with [`Error::BatchTooLarge`] before
+    /// anything is written; keys and values too large for any record, as [`Log::put`] refuses
+    /// them.
+    pub fn write_batch(&self, batch: &Batch) -> Result<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let ops = batch.last_on_each_key();
+        let appended = self.append_batch_held(&ops, true)?;
+        let version = appended.version();
+        let hold = self.inner.log.install_hold(appended.position);
+        let mut again = Vec::new();
+        for (op, &(position, record_bytes)) in ops.iter().zip(&appended.members) {
+            let member = Appended {
+                position,
+                version,
+                record_bytes,
+            };
+            let guard = epoch::pin();
+            match self.install_appended(op.key, op.kind, member, &guard) {
+                // A remove that read the key before this put was installed: as for `put`, the
+                // put takes effect after it, written again with a newer version.
+                Outcome::Superseded { by_tombstone: true } if op.kind == RecordKind::Put => {
+                    again.push(op);
+                }
+                Outcome::Installed {
+                    replaced_put_at: Some(put_position),
+                } if op.kind == RecordKind::Tombstone && put_position > position => {
+                    // As in `remove`: the put removed is a relocation's copy that landed after
+                    // the tombstone; move the tombstone after it, under the batch's hold.
+                    repair_order(
+                        &self.inner.log,
+                        &self.inner.index,
+                        op.key,
+                        put_position,
+                        &guard,
+                    )?;
+                }
+                Outcome::Installed { .. } | Outcome::Superseded { .. } => {}
+            }
+        }
+        drop(hold);
+        for op in again {
+            self.put(op.key, op.value)?;
+        }
+        self.after_write()?;
+        Ok(version)
+    }
+
+    /// Appends a batch with an install hold, as [`Log::append_held`] appends a record: if the
+    /// log is full and automatic compaction is on, a pass makes room and the append is tried
+    /// once more.
+    pub(super) fn append_batch_held(
+        &self,
+        ops: &[BatchOp<'_>],
+        publish: bool,
+    ) -> Result<AppendedBatch> {
+        match self.inner.log.append_batch(ops, publish) {
+            Err(Error::LogFull { .. }) if self.inner.compactor.is_auto() => {
+                self.inner.make_room();
+                self.inner.log.append_batch(ops, publish)
+            }
+            result => result,
+        }
+    }
+}
