@@ -35,6 +35,29 @@ fn the_issue_example_holds() {
     assert_eq!(log.version(b"idx/old"), None);
     assert_eq!(log.get(b"row/7").as_deref(), Some(&b"..."[..]));
     assert_eq!(log.get(b"idx/old"), None);
+    // A scan in log order (what `seglog dump` and `seglog export` read) sees the batch's
+    // members as the puts and tombstones they stand for, at the batch's version.
+    {
+        let guard = seglog::pin();
+        let members: Vec<_> = log
+            .append_log()
+            .scan(&guard)
+            .filter(|record| record.version == version)
+            .map(|record| (record.kind, record.key.to_vec(), record.value.to_vec()))
+            .collect();
+        assert_eq!(
+            members,
+            vec![
+                (seglog::RecordKind::Put, b"row/7".to_vec(), b"...".to_vec()),
+                (
+                    seglog::RecordKind::Tombstone,
+                    b"idx/old".to_vec(),
+                    Vec::new()
+                ),
+                (seglog::RecordKind::Put, b"idx/new".to_vec(), b"7".to_vec()),
+            ]
+        );
+    }
 
     let v1 = log.compare_and_put(b"lease", None, b"owner-a").unwrap();
     let v2 = log.compare_and_put(b"lease", Some(v1), b"owner-b").unwrap();

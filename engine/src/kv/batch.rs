@@ -119,6 +119,9 @@ impl Log {
             return Ok(0);
         }
         let ops = batch.last_on_each_key();
+        if broken_members_alone() {
+            return self.write_members_alone(&ops);
+        }
         let appended = self.append_batch_held(&ops, true)?;
         let version = appended.version();
         let hold = self.inner.log.install_hold(appended.position);
@@ -176,4 +179,35 @@ impl Log {
             result => result,
         }
     }
+}
+
+impl Log {
+    /// The broken twin of [`Log::write_batch`] (`Broken::BatchMembersAlone`): each operation
+    /// written and installed as a record of its own, so a crash between two keeps part of the
+    /// batch. Returns the first put's version (there is no one version of the batch).
+    fn write_members_alone(&self, ops: &[BatchOp<'_>]) -> Result<u64> {
+        let mut version = 0;
+        for op in ops {
+            if op.kind == RecordKind::Put {
+                let written = self.put(op.key, op.value)?;
+                if version == 0 {
+                    version = written;
+                }
+            } else {
+                self.remove(op.key)?;
+            }
+        }
+        Ok(version)
+    }
+}
+
+/// Whether batches are written member by member: the broken twin `Broken::BatchMembersAlone`.
+/// `false` in normal builds.
+#[inline(always)]
+fn broken_members_alone() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::BatchMembersAlone) {
+        return true;
+    }
+    false
 }
