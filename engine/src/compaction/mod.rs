@@ -327,6 +327,7 @@ impl Compactor {
         let mut records = Vec::new();
         let mut offset = FIRST_RECORD_OFFSET;
         let mut record_bytes_total = 0u64;
+        let mut holds_batch = false;
         while offset < segment.len() {
             let position = log.position(id, offset as u64);
             match read_record(segment, offset, position) {
@@ -334,6 +335,7 @@ impl Compactor {
                     if record.kind != RecordKind::Padding {
                         record_bytes_total += u64::from(record.record_bytes);
                     }
+                    holds_batch |= record.kind == RecordKind::Batch;
                     if matches!(record.kind, RecordKind::Put | RecordKind::Tombstone) {
                         records.push(record);
                     }
@@ -364,6 +366,13 @@ impl Compactor {
         // subtraction is only ever made for a record that is dead.
         if segment.live_bytes() == 0 {
             records.clear();
+        }
+        if holds_batch && !records.is_empty() && log.synced_position() < log.position(id + 1, 0) {
+            // A batch's members are copied one by one, as plain records: were some copies
+            // durable and the batch not, a power loss would keep part of it. So the segment is
+            // made durable before any of them is copied (a rare flush: a sealed segment is
+            // usually synced long before compaction reaches it).
+            log.sync()?;
         }
         for record in records {
             match relocate_record(log, index, &record, oldest, &guard)? {

@@ -12,6 +12,12 @@ use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
 
 impl AppendLog {
+    /// The position below which everything is durable (as of the last `sync`). Relaxed: a
+    /// stale value is lower, which only makes a caller sync when it need not.
+    pub(crate) fn synced_position(&self) -> u64 {
+        self.synced.load(Ordering::Relaxed)
+    }
+
     /// Flushes every record published before the call to stable storage, and the directory
     /// entries of segments created since the last sync. Concurrent calls share flushes: a caller
     /// that finds its records already flushed by another returns without flushing again.
