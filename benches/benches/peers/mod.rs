@@ -5,7 +5,8 @@
 //! The hash maps get foldhash, the hasher seglog's index uses, so the comparison is of structures
 //! and not of hash functions. Embedded stores (fjall, redb) run without an fsync per write: fjall
 //! with its default (writes reach the OS buffers, no sync), redb with `Durability::None` on every
-//! write transaction; both get a 4 GiB cache so the loaded data fits.
+//! write transaction; both get a 4 GiB cache so the loaded data fits. sled (the batch bench only)
+//! runs with its periodic fsync and its write-through of full buffers off (see [`Sled`]).
 //!
 //! Shared by the bench binaries through `mod peers;`, so not every binary uses every item.
 #![allow(dead_code)]
@@ -131,6 +132,17 @@ impl Fjall {
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
     }
+
+    /// The one keyspace.
+    pub fn keyspace(&self) -> &fjall::Keyspace {
+        &self.keyspace
+    }
+
+    /// A write batch with the database's default durability (`PersistMode::Buffer` at commit:
+    /// the journal reaches the OS buffers, no fsync), as a single insert has.
+    pub fn batch(&self) -> fjall::OwnedWriteBatch {
+        self.db.batch()
+    }
 }
 
 impl KvStore for Fjall {
@@ -142,6 +154,52 @@ impl KvStore for Fjall {
         self.keyspace
             .get(key)
             .expect("fjall get")
+            .map(|v| copy_out(&v, out))
+            .is_some()
+    }
+}
+
+/// sled: a lock-free B-tree over a log-structured page cache, never waiting for the disk, like
+/// every other store here. By default sled fsyncs every 500 ms from a background thread and
+/// writes each full 512 KiB I/O buffer through to the device (`sync_file_range` with
+/// `WAIT_AFTER`); `flush_every_ms(None)` turns off the first and `temporary(true)` the second
+/// (it also deletes the files on drop, which the temporary directory would anyway). Its writes
+/// then wait in sled's own I/O buffers until one fills and is written to the OS, so a process
+/// crash can lose them, where seglog's and fjall's reach the OS on return: a weaker guarantee,
+/// in sled's favour. Gets a 4 GiB cache.
+pub struct Sled {
+    db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+impl Sled {
+    pub fn new() -> Self {
+        let dir = bench_dir("seglog-bench-sled-");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(None)
+            .temporary(true)
+            .open()
+            .expect("open sled");
+        Self { db, _dir: dir }
+    }
+
+    /// The default tree.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.db
+    }
+}
+
+impl KvStore for Sled {
+    fn put(&self, _id: u64, key: &[u8], value: &[u8]) {
+        self.db.insert(key, value).expect("sled insert");
+    }
+
+    fn get(&self, _id: u64, key: &[u8], out: &mut Vec<u8>) -> bool {
+        self.db
+            .get(key)
+            .expect("sled get")
             .map(|v| copy_out(&v, out))
             .is_some()
     }
