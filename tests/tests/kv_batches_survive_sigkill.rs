@@ -27,6 +27,12 @@
 //! relocations to have happened (every record here is a batch member or a member written
 //! again).
 //!
+//! What it catches: batches written member by member (`broken_members_alone` in
+//! `engine/src/kv/batch.rs` switched on in a scratch copy, returning the witness's version)
+//! fail the first reopen (a key holds an older batch's value above a newer one's version).
+//! The last reopen also runs two controls on copies of the log: one member of a present batch
+//! removed, one acknowledged witness removed; the check must reject both.
+//!
 //! Size: `SEGLOG_BATCH_KILLS=N` kills (else `SEGLOG_CRASH_KILLS`, else 16, a few seconds). The
 //! harness is `seglog_tests::crash`.
 
