@@ -115,6 +115,9 @@ pub enum Error {
         /// Why nothing is there.
         reason: String,
     },
+    /// A write, `sync` or compaction on a log opened with `Options::read_only(true)`.
+    #[error("the log was opened read-only (Options::read_only): it accepts no writes")]
+    ReadOnly,
     /// A batch whose records together do not fit in one segment: nothing of it was written.
     #[error(
         "batch of {operations} operations needs {bytes} bytes, more than the {max} a record can          have in this log's segments: split it into smaller batches (a batch is one record, so          it must fit in one segment)"

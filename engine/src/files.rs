@@ -47,6 +47,37 @@ impl DirLock {
     }
 }
 
+impl DirLock {
+    /// The directory's lock taken shared, for a read-only open: on its `LOCK` file, opened for
+    /// reading only (neither created nor written), or, in a directory without one (a copy made
+    /// by `Log::checkpoint`), on the directory itself. Read-only opens share it; a writer's
+    /// exclusive lock on `LOCK` excludes them, and they exclude it.
+    pub(crate) fn acquire_shared(dir: &Path) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let (file, path) = match File::open(&path) {
+            Ok(file) => (file, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                File::open(dir).map_err(|e| Error::io(dir, e))?,
+                dir.to_path_buf(),
+            ),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let mut wait = std::time::Duration::from_millis(1);
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => break,
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            }
+        }
+        Err(Error::Locked { path })
+    }
+}
+
 /// Flushes every dirty page of the file system holding `dir` (Linux `syncfs`).
 pub(crate) fn sync_file_system(dir: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;

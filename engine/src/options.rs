@@ -35,6 +35,7 @@ pub struct Options {
     pub(crate) compact_dead_bytes: Option<u64>,
     pub(crate) auto_compact: bool,
     pub(crate) segment_bytes_must_match: bool,
+    pub(crate) read_only: bool,
 }
 
 impl Default for Options {
@@ -52,6 +53,7 @@ impl Default for Options {
             compact_dead_bytes: None,
             auto_compact: true,
             segment_bytes_must_match: false,
+            read_only: false,
         }
     }
 }
@@ -137,6 +139,19 @@ impl Options {
     #[must_use]
     pub fn prefault(mut self, prefault: bool) -> Self {
         self.prefault = prefault;
+        self
+    }
+
+    /// Open an existing log without changing anything in its directory, ever: no byte, file,
+    /// name or timestamp (no hints written, no holes sealed, no torn tail zeroed, no file
+    /// created, removed or extended; what recovery would repair is repaired in memory only).
+    /// Takes the directory's lock shared, so read-only opens coexist and a writer's open meets
+    /// [`Error::Locked`] (as does a read-only open while a writer holds it). Every write,
+    /// `sync` and `compact` returns [`Error::ReadOnly`]. A directory that does not exist or
+    /// holds no log is an error, never created. Damage is reported as by a normal open.
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

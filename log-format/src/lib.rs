@@ -57,8 +57,8 @@ pub use names::{
     LogFile, SEGMENT_ID_DIGITS, SEGMENT_SUFFIX,
 };
 pub use record::{
-    CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView, Verify,
-    batch_members, batch_record_bytes, decode_record, encode_batch_into, encode_record,
+    BATCH_CONDITIONAL, CommitWord, RecordError, RecordHeader, RecordKind, RecordLayout, RecordView,
+    Verify, batch_members, batch_record_bytes, decode_record, encode_batch_into, encode_record,
     record_layout,
 };
 pub use segment::{SegmentHeader, SegmentHeaderError};

@@ -707,6 +707,11 @@ pub fn encode_record(
     Some(out)
 }
 
+/// The version a conditional write's batch header carries (one member, written by
+/// `compare_and_put` or `compare_and_remove`): a batch's header otherwise carries its position,
+/// which is also its members' version, and 0 is no record's position.
+pub const BATCH_CONDITIONAL: u64 = 0;
+
 /// The length of a batch record holding members with these `(key_len, value_len)`: its header,
 /// then each member's whole record. `None` if a member or the whole would not fit the format's
 /// 32-bit lengths.
@@ -725,14 +730,16 @@ pub fn batch_record_bytes(members: impl IntoIterator<Item = (usize, usize)>) -> 
 /// member whole (commit word included, as the member kind), and the batch's header, sealed,
 /// except its commit word, which stays as `out` had it (zero, in a fresh reservation). Returns
 /// the batch's header, whose [`RecordHeader::commit_word`] the caller stores last to publish the
-/// batch. Every member gets `version`. Returns `None` (having written nothing meaningful) if a
-/// kind is not a put or tombstone, a tombstone has a value, or the lengths do not match `out`.
+/// batch. Every member gets `version`; the batch's header gets it too, or [`BATCH_CONDITIONAL`]
+/// if `conditional`. Returns `None` (having written nothing meaningful) if a kind is not a put
+/// or tombstone, a tombstone has a value, or the lengths do not match `out`.
 pub fn encode_batch_into<'m>(
     out: &mut [u8],
     members: impl IntoIterator<Item = (RecordKind, &'m [u8], &'m [u8])>,
     version: u64,
     position: u64,
     salt: u32,
+    conditional: bool,
 ) -> Option<RecordHeader> {
     if out.len() < RECORD_HEADER_BYTES {
         return None;
@@ -764,8 +771,20 @@ pub fn encode_batch_into<'m>(
         return None;
     }
     let (head, members) = out.split_at_mut(RECORD_HEADER_BYTES);
-    let header = RecordHeader::new(RecordKind::Batch, 0, members.len(), version, position, salt)?
-        .sealed(&[], members);
+    let batch_version = if conditional {
+        BATCH_CONDITIONAL
+    } else {
+        version
+    };
+    let header = RecordHeader::new(
+        RecordKind::Batch,
+        0,
+        members.len(),
+        batch_version,
+        position,
+        salt,
+    )?
+    .sealed(&[], members);
     head[RecordHeader::COMMIT_BYTES..].copy_from_slice(header.body_bytes());
     Some(header)
 }
@@ -784,7 +803,9 @@ pub fn batch_members<'a>(
     verify: Verify,
 ) -> impl Iterator<Item = Result<(u32, RecordView<'a>), RecordError>> + 'a {
     let members = batch.value;
-    let version = batch.header.version();
+    // Every member's version is the batch's position (its header's version, unless it is a
+    // conditional write's).
+    let version = position;
     let mut at = 0usize;
     std::iter::from_fn(move || {
         if at >= members.len() {
@@ -836,7 +857,7 @@ mod tests {
         ];
         let bytes = batch_record_bytes(members.iter().map(|(_, k, v)| (k.len(), v.len()))).unwrap();
         let mut out = vec![0u8; bytes as usize];
-        let header = encode_batch_into(&mut out, members, 4096, 4096, 77).unwrap();
+        let header = encode_batch_into(&mut out, members, 4096, 4096, 77, false).unwrap();
         // Unpublished until the caller stores the commit word.
         assert!(CommitWord::read(&out).unwrap().is_unwritten());
         out[..8].copy_from_slice(&header.commit_word().raw().to_le_bytes());

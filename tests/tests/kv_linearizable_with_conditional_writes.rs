@@ -1,5 +1,5 @@
 //! Conditional writes are linearizable with every other operation on their key (issue 16): in
-//! each round, four threads run random `put` (plain, or in a two-key `write_batch`), `get` (all
+//! each round, four threads run random `put` (plain, or `put_with`), `get` (all
 //! three read paths), `version`, `remove`, `compare_and_put` and `compare_and_remove` calls on
 //! three hot keys of a fresh log,
 //! recording every call's invocation and response on a shared logical clock, while a fifth
@@ -33,12 +33,13 @@
 //! again past any newer record (a scratch change, not committed), both tests pass (400 rounds
 //! three times, with plain puts only) and the blind-store mutation above still fails.
 //!
-//! Batches fail it for two reasons. The same overtaking: a batch's put beaten by a newer put
-//! is not written again either (`write_batch` writes again only past a tombstone). And a
-//! batch's put beaten by a newer tombstone *is* written again, with a newer version than the
-//! one `write_batch` returns, so the key's version (what `version` and a failed comparison
-//! report) is one no call returned; the third test shows it alone
-//! (`every_key_a_batch_puts_has_the_batch_version`, within ~0.1 s here).
+//! Fixed in `put_appended`: a put beaten by a newer conditional write (or tombstone) is written
+//! again after it. Batches: `write_batch` does the same for a member beaten by a conditional
+//! write, which then gets a newer version than the batch's, the one documented exception to
+//! "one version for the whole batch"; so batch puts are not in these histories (their version
+//! could not be checked as a value), and the third test checks that no other race moves a batch
+//! key off the batch's version (`a_batch_key_is_at_the_batch_version_or_written_again_newer`: a batch racing
+//! removes of one of its keys).
 //!
 //! Size: `SEGLOG_CONDITIONAL_ROUNDS=N` sets the minimum rounds (default 100, a few seconds).
 
@@ -138,13 +139,14 @@ fn work(round: u64, thread: u64, log: &Log, clock: &Clock) -> Vec<KvCall<u64>> {
                 (KvOp::Put { value: id, version }, KvRet::Put)
             }
             1 => {
-                // A put in a batch (beside a key no history checks): the key gets the batch's
-                // version.
-                let mut batch = seglog::Batch::new();
-                batch
-                    .put(format!("side-{thread}").as_bytes(), &value(id))
-                    .put(&k, &value(id));
-                let version = log.write_batch(&batch).unwrap();
+                // `put_with`, the zero-copy put. (Not a batch's put: one overtaken by a
+                // conditional write is written again with a newer version than `write_batch`
+                // returns, by design (`Log::write_batch`), so its version cannot be checked as a
+                // value here; `a_batch_key_is_at_the_batch_version_or_written_again_newer` checks the rest.)
+                let bytes = value(id);
+                let version = log
+                    .put_with(&k, bytes.len(), |buf| buf.copy_from_slice(&bytes))
+                    .unwrap();
                 *last = Some(version);
                 (KvOp::Put { value: id, version }, KvRet::Put)
             }
@@ -469,15 +471,17 @@ fn a_put_overtaken_by_a_conditional_put_takes_effect_after_it() {
         .unwrap_or_else(|v| panic!("{v}\n{history:#?}"));
 }
 
-/// `write_batch` returns one version, "which every key it puts gets" (`Log::write_batch`), so a caller
-/// can compare against it. One thread writes batches whose last member puts `k` (63 other keys
-/// first, so their installs leave a window) while another removes `k` again and again; nobody
-/// else puts `k`. After each batch returns version `v`, `k` is at `v` or absent (removed since),
-/// never at another version. A batch put beaten by a remove's newer tombstone is written again
-/// with a newer version (`write_batch`'s `again`), so `k` then has a version the batch never
-/// returned: a comparison against the batch's version fails with nobody having overwritten it.
+/// `write_batch` returns the batch's version, which every key it puts has, except a key whose
+/// member lost a race to a newer write of the same key: that member is written again after it,
+/// with a newer version (`Log::write_batch`; as `put` does, which linearizability with
+/// conditional writes requires, see the module docs). One thread writes batches whose last
+/// member puts `k` (63 other keys first, so their installs leave a window) while another
+/// removes `k` again and again; nobody else puts `k`. After each batch returns version `v`, `k`
+/// is absent (removed since), at `v`, or at a newer version with this batch's value (written
+/// again), never at an older version or with another value. (Found failing as first written,
+/// which asserted `v` or absent only: a member beaten by a remove's tombstone is written again.)
 #[test]
-fn every_key_a_batch_puts_has_the_batch_version() {
+fn a_batch_key_is_at_the_batch_version_or_written_again_newer() {
     let log = Arc::new(Log::in_memory(Options::default().segment_bytes(1 << 20)).unwrap());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let remover = {
@@ -501,9 +505,14 @@ fn every_key_a_batch_puts_has_the_batch_version() {
         batch.put(b"k", &value(batches + 1));
         let version = log.write_batch(&batch).unwrap();
         batches += 1;
-        match log.version(b"k") {
+        let (current, now) = (log.version(b"k"), log.get(b"k"));
+        match current {
             None => {}
             Some(v) if v == version => {}
+            // Written again: newer, and this batch's value (unless a later removal and nothing
+            // else raced, which the loop would then see as absent).
+            Some(v) if v > version && now.as_deref() == Some(value(batches).as_slice()) => {}
+            Some(v) if v > version && now.is_none() => {}
             Some(v) => wrong.push((version, v)),
         }
     }
@@ -514,7 +523,7 @@ fn every_key_a_batch_puts_has_the_batch_version() {
     assert!(
         wrong.is_empty(),
         "write_batch returned version {} but k, which only the batches put, is at version {} \
-         after it returned",
+         after it returned, older or with another batch's value",
         wrong[0].0,
         wrong[0].1
     );

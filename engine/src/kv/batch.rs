@@ -107,7 +107,10 @@ impl Log {
     /// Applies every operation of `batch` (the last one on each key, where it has several) and
     /// returns the batch's version, which every key it puts gets: after any crash, all of the
     /// batch is in the log or none of it (see the module docs of `kv::batch` for what a
-    /// concurrent reader sees meanwhile).
+    /// concurrent reader sees meanwhile). One exception to the version: a key whose member
+    /// lost a race to a newer write of the same key while a conditional write ran somewhere in
+    /// the log is written again after it, as `put` is, with a newer version ([`Log::version`]
+    /// tells); without conditional writes racing the batch, every key has the batch's version.
     ///
     /// Removing a key that is absent writes a tombstone all the same (the batch is decided
     /// before it is written). An empty batch writes nothing and returns 0, a version no record
@@ -115,17 +118,19 @@ impl Log {
     /// anything is written; keys and values too large for any record, as [`Log::put`] refuses
     /// them.
     pub fn write_batch(&self, batch: &Batch) -> Result<u64> {
+        self.refuse_if_read_only()?;
         if batch.is_empty() {
             return Ok(0);
         }
         let ops = batch.last_on_each_key();
+        let mark = self.inner.conditional_race.mark();
         if broken_members_alone() {
             return self.write_members_alone(&ops);
         }
         let appended = self.append_batch_held(&ops, true)?;
         let version = appended.version();
         let hold = self.inner.log.install_hold(appended.position);
-        let mut again = Vec::new();
+        let (mut again, mut remove_again) = (Vec::new(), Vec::new());
         for (op, &(position, record_bytes)) in ops.iter().zip(&appended.members) {
             let member = Appended {
                 position,
@@ -134,10 +139,18 @@ impl Log {
             };
             let guard = epoch::pin();
             match self.install_appended(op.key, op.kind, member, &guard) {
-                // A remove that read the key before this put was installed: as for `put`, the
-                // put takes effect after it, written again with a newer version.
-                Outcome::Superseded { by_tombstone: true } if op.kind == RecordKind::Put => {
-                    again.push(op);
+                // A newer write of the key was installed first, and a conditional write may
+                // have compared the key meanwhile (`kv/conditional_race.rs`): as for `put`, the
+                // member takes effect after the winner, written again with a newer version (the
+                // one case where a key of a batch ends up with another version than the
+                // batch's). Otherwise it linearizes just before the winner (a remove reports
+                // only that the key had a value) and keeps the batch's version.
+                Outcome::Superseded { .. } if self.inner.conditional_race.raced_since(mark) => {
+                    if op.kind == RecordKind::Put {
+                        again.push(op);
+                    } else {
+                        remove_again.push(op);
+                    }
                 }
                 Outcome::Installed {
                     replaced_put_at: Some(put_position),
@@ -158,6 +171,9 @@ impl Log {
         drop(hold);
         for op in again {
             self.put(op.key, op.value)?;
+        }
+        for op in remove_again {
+            self.remove(op.key)?;
         }
         self.after_write()?;
         Ok(version)

@@ -51,6 +51,7 @@ impl Log {
         expected: Option<u64>,
         value: &[u8],
     ) -> Result<u64> {
+        self.refuse_if_read_only()?;
         self.inner.log.check_sizes(key.len(), value.len())?;
         let op = [BatchOp { kind, key, value }];
         loop {
@@ -71,6 +72,7 @@ impl Log {
                 record_bytes,
             };
             let guard = epoch::pin();
+            self.inner.conditional_race.begin();
             let outcome = install_if(
                 &self.inner.index,
                 &self.inner.log,
@@ -79,6 +81,7 @@ impl Log {
                 &self.inner.live_bytes,
                 &guard,
             );
+            self.inner.conditional_race.end();
             match outcome {
                 Conditional::Installed { replaced } => {
                     if !publish_first {

@@ -67,7 +67,8 @@ impl<'g> IndexedRecord<'g> for RecordRef<'g> {
 pub(super) enum Outcome {
     /// The record is current; it replaced a put at `replaced_put_at`, if it replaced one.
     Installed { replaced_put_at: Option<u64> },
-    /// A record with a higher version was current; it is a tombstone.
+    /// A record with a higher version was current; nothing changed. `by_tombstone`: it is a
+    /// tombstone.
     Superseded { by_tombstone: bool },
 }
 

@@ -20,6 +20,7 @@
 //! that is published but not yet in the index for dead.
 mod batch;
 mod conditional;
+mod conditional_race;
 mod install;
 mod maintenance;
 mod stats;
@@ -93,6 +94,8 @@ struct Inner {
     /// The first one, for [`Log::close`].
     first_background_error: std::sync::OnceLock<String>,
     compactor: Compactor,
+    /// Conditional installs started and finished (`kv/conditional_race.rs`).
+    conditional_race: conditional_race::ConditionalRace,
 }
 
 impl Log {
@@ -181,6 +184,7 @@ impl Log {
             live_bytes,
             background_error: Mutex::new(None),
             first_background_error: std::sync::OnceLock::new(),
+            conditional_race: Default::default(),
             compactor,
         });
         {
@@ -188,6 +192,12 @@ impl Log {
             // after the key's tombstone: repair it as the live log would have
             // (`compaction/relocate.rs`), before any tombstone may be forgotten or dropped.
             let guard = epoch::pin();
+            // A read-only open repairs nothing: it never drops a tombstone either.
+            let misordered = if options.read_only {
+                Vec::new()
+            } else {
+                misordered
+            };
             for (tombstone, put_at) in misordered {
                 let key = inner.log.read_address(tombstone, &guard)?.key;
                 repair_order(&inner.log, &inner.index, key, put_at, &guard)?;
@@ -196,11 +206,26 @@ impl Log {
             // tail is settled (`log/settled.rs`).
             inner.log.set_settled_below(inner.log.tail_segment_id());
         }
-        let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
-        Ok(Self {
-            inner,
-            maintenance: Some(maintenance),
-        })
+        // A read-only log has no background work: no hints, no syncs, no compaction.
+        let maintenance = if options.read_only {
+            None
+        } else {
+            Some(Maintenance::start(
+                &inner,
+                first_segment,
+                options.sync_policy,
+            )?)
+        };
+        Ok(Self { inner, maintenance })
+    }
+
+    /// `Err(Error::ReadOnly)` if the log was opened read-only: the first check of every call
+    /// that would write, so it refuses before looking at anything else.
+    pub(crate) fn refuse_if_read_only(&self) -> Result<()> {
+        if self.inner.log.is_read_only() {
+            return Err(crate::Error::ReadOnly);
+        }
+        Ok(())
     }
 
     /// A new, empty log on a simulated disk ([`crate::sim::SimDisk`]), for power-loss tests:
@@ -220,6 +245,7 @@ impl Log {
             live_bytes: LiveBytes::default(),
             background_error: Mutex::new(None),
             first_background_error: std::sync::OnceLock::new(),
+            conditional_race: Default::default(),
             compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
         });
         let maintenance = Maintenance::start(&inner, first_segment, options.sync_policy)?;
@@ -244,6 +270,7 @@ impl Log {
                 live_bytes: LiveBytes::default(),
                 background_error: Mutex::new(None),
                 first_background_error: std::sync::OnceLock::new(),
+                conditional_race: Default::default(),
                 compactor: Compactor::new(options.compaction_policy(options.segment_bytes)),
             }),
             maintenance: None,
@@ -312,6 +339,10 @@ impl Log {
     /// ([`crate::Error::Background`]). Dropping a `Log` only stops the background thread, and
     /// reports nothing.
     pub fn close(mut self) -> Result<()> {
+        if self.inner.log.is_read_only() {
+            // Nothing to sync or hint, and nothing may be written.
+            return Ok(());
+        }
         let synced = self.sync();
         if let Some(maintenance) = self.maintenance.take() {
             maintenance.stop();
@@ -341,6 +372,7 @@ impl Log {
     /// the background thread). Returns the number of segments retired by this call. Waits for
     /// a compaction already running on another thread.
     pub fn compact(&self) -> Result<u64> {
+        self.refuse_if_read_only()?;
         self.inner
             .compactor
             .run_now(&self.inner.log, &self.inner.index)

@@ -23,7 +23,8 @@ impl Log {
                 buf.copy_from_slice(value);
             })
         };
-        self.put_appended(key, append()?, |_| append())
+        let mark = self.inner.conditional_race.mark();
+        self.put_appended(key, append()?, mark, |_| append())
     }
 
     /// Appends a record with an install hold. If the log has no room for another segment and
@@ -66,6 +67,7 @@ impl Log {
         value_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<u64> {
+        let mark = self.inner.conditional_race.mark();
         let first = self.append_held(RecordKind::Put, key, value_len, fill)?;
         // A retry copies the value this call already wrote into the log. `put_appended` still
         // holds the previous record's segment here, so compaction cannot have retired it.
@@ -76,20 +78,27 @@ impl Log {
                 buf.copy_from_slice(value);
             })
         };
-        self.put_appended(key, first, again)
+        self.put_appended(key, first, mark, again)
     }
 
-    /// Installs a put, retrying past a tombstone that beat it.
+    /// Installs a put, retrying past a tombstone that beat it, or any newer record if a
+    /// conditional write may have run meanwhile.
     ///
-    /// A put that loses to a higher *put* is simply overwritten (the higher version wins). A
-    /// put that loses to a higher *tombstone* is different: that remove read the key before this
-    /// put was installed, so it cannot have removed it (it may even have reported the key
-    /// absent). The put then takes effect after the remove: it appends its value again, with a
-    /// newer version, and installs that.
+    /// A put that loses to a higher *put* is simply overwritten (the higher version wins: the put
+    /// linearizes just before it). A put that loses to a higher *tombstone* is different: that
+    /// remove read the key before this put was installed, so it cannot have removed it (it may
+    /// even have reported the key absent). And if a *conditional write* installed while this put
+    /// was appended but not installed, it compared the key's version without this put, so the
+    /// put cannot be placed before it, nor after it at its own version (the highest version
+    /// decides, in memory and at recovery); `mark`, read before the append, tells
+    /// (`kv/conditional_race.rs`; found by `kv_linearizable_with_conditional_writes`). In both
+    /// cases the put takes effect after the winner: it appends its value again, with a newer
+    /// version, and installs that.
     fn put_appended(
         &self,
         key: &[u8],
         mut appended: Appended,
+        mut mark: u64,
         mut again: impl FnMut(Appended) -> Result<Appended>,
     ) -> Result<u64> {
         let mut hold = self.inner.log.install_hold(appended.position);
@@ -98,10 +107,13 @@ impl Log {
             // the price of a counter), dropped before anything that may wait for the epoch.
             let guard = epoch::pin();
             match self.install_appended(key, RecordKind::Put, appended, &guard) {
-                Outcome::Superseded { by_tombstone: true } => {
+                Outcome::Superseded { by_tombstone }
+                    if by_tombstone || self.inner.conditional_race.raced_since(mark) =>
+                {
                     drop(guard);
                     // Copy the value while this record's hold still keeps its segment from
                     // being compacted away, then let it go (the assignment drops the old hold).
+                    mark = self.inner.conditional_race.mark();
                     appended = again(appended)?;
                     hold = self.inner.log.install_hold(appended.position);
                 }
@@ -167,6 +179,7 @@ impl Log {
     /// Removes `key` by appending a tombstone. Returns whether it had a value; removing an
     /// absent key writes nothing.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.refuse_if_read_only()?;
         self.inner.log.check_sizes(key.len(), 0)?;
         loop {
             {

@@ -95,6 +95,8 @@ impl AppendLog {
             position,
             position,
             segment.salt(),
+            // The conditional writes are exactly the batches appended unpublished.
+            !publish,
         )
         .expect("lengths checked by check_batch");
         segment.note_version(position);

@@ -12,6 +12,16 @@ use crate::sync::Ordering;
 use crate::sync::epoch::Guard;
 
 impl AppendLog {
+    /// Marks the log read-only (a read-only open, before the log is shared).
+    pub(crate) fn set_read_only(&mut self) {
+        self.read_only = true;
+    }
+
+    /// Whether the log was opened read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The position below which everything is durable (as of the last `sync`). Relaxed: a
     /// stale value is lower, which only makes a caller sync when it need not.
     pub(crate) fn synced_position(&self) -> u64 {
@@ -186,6 +196,9 @@ impl AppendLog {
 
     /// `Err(Error::SyncFailed)` once a flush has failed (see [`AppendLog::sync`]).
     pub(crate) fn check_not_failed(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         match self.sync_failure.get() {
             None => Ok(()),
             Some(failure) => Err(Error::SyncFailed {

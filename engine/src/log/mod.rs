@@ -210,6 +210,9 @@ pub struct AppendLog {
     lock: Option<crate::files::DirLock>,
     /// Everything below this position is published and flushed.
     synced: AtomicU64,
+    /// Opened with `Options::read_only`: every append and sync is refused
+    /// ([`AppendLog::check_not_failed`]), so nothing ever writes the (privately mapped) segments.
+    read_only: bool,
     /// Segments created since the directory was last fsynced.
     unsynced_segments: AtomicU64,
     /// Serializes flushes; concurrent `sync` calls wait here and share one flush (group
@@ -285,6 +288,7 @@ impl AppendLog {
             counters: Counters::default(),
             lock: None,
             synced: AtomicU64::new(0),
+            read_only: false,
             unsynced_segments: AtomicU64::new(0),
             sync_lock: crate::sync::Mutex::new(()),
             recycle: crate::sync::Arc::new(crate::segment::RecyclePool::new(RECYCLED_SEGMENTS)),

@@ -22,7 +22,7 @@ type Found = (Vec<(u64, PathBuf)>, Vec<u64>);
 /// Validated segment headers with their files, and the segment size they settled (if any).
 type Headers = (Vec<(SegmentHeader, PathBuf)>, Option<u64>);
 
-pub(super) fn files(dir: &Path, report: &mut RecoveryReport) -> Result<Found> {
+pub(super) fn files(dir: &Path, report: &mut RecoveryReport, read_only: bool) -> Result<Found> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     let mut hints: Vec<u64> = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -33,7 +33,9 @@ pub(super) fn files(dir: &Path, report: &mut RecoveryReport) -> Result<Found> {
             // A retired segment file kept for reuse, or a hint a crash left half-written: they
             // hold nothing of the log.
             Some(LogFile::FreeSegment(_) | LogFile::HintTmp(_)) => {
-                let _ = fs::remove_file(&path);
+                if !read_only {
+                    let _ = fs::remove_file(&path);
+                }
             }
             // Checked when their segment is opened.
             Some(LogFile::Hint(id)) => hints.push(id),
@@ -90,6 +92,11 @@ pub(super) fn headers(
                         bytes: size - len,
                         reason: format!("segment truncated to {len} of {size} bytes"),
                     });
+                    if options.read_only {
+                        // Read into memory whole, zeros after (`Segment::open_read_only`).
+                        headers.push((header, path));
+                        continue;
+                    }
                     // Restore the full size (zeros) so it can be mapped; what was cut is lost.
                     // Allocated, not sparse: writes through the mapping must never meet a full
                     // disk (a SIGBUS), so a disk too full for it fails the open instead.
@@ -121,7 +128,13 @@ pub(super) fn headers(
                         reason,
                     });
                 }
-                match salvage_header(&path, id, segment_bytes.unwrap_or(options.segment_bytes)) {
+                let salvaged = salvage_header(
+                    &path,
+                    id,
+                    segment_bytes.unwrap_or(options.segment_bytes),
+                    !options.read_only,
+                );
+                match salvaged {
                     // Records survive behind a damaged header: rewrite the header from them.
                     Some(header) => {
                         report.corrupt.push(Damage {
@@ -142,8 +155,21 @@ pub(super) fn headers(
                         segment_bytes.unwrap_or(options.segment_bytes),
                     ) =>
                     {
-                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                        report.removed_partial_segments.push(path);
+                        if !options.read_only {
+                            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                            report.removed_partial_segments.push(path);
+                        }
+                    }
+                    None if options.read_only => {
+                        report.corrupt.push(Damage {
+                            path: path.clone(),
+                            offset: 0,
+                            bytes: fs::metadata(&path).map_or(0, |m| m.len()),
+                            reason: format!(
+                                "bad segment header, segment skipped (a writable open sets it \
+                                 aside): {reason}"
+                            ),
+                        });
                     }
                     None => {
                         let aside = path.with_file_name(LogFile::CorruptSegment(id).name());
@@ -211,6 +237,7 @@ pub(super) fn check_ids(
 pub(super) fn settle_tail(
     mut headers: Vec<(SegmentHeader, PathBuf)>,
     report: &mut RecoveryReport,
+    read_only: bool,
 ) -> Result<(Vec<(SegmentHeader, PathBuf)>, usize)> {
     let mut tail_index = headers.len().saturating_sub(1);
     while tail_index > 0 && !holds_records(&headers[tail_index].1)? {
@@ -224,8 +251,10 @@ pub(super) fn settle_tail(
             .take_while(|(i, (header, _))| header.segment_id() == tail_id + 1 + *i as u64)
             .count();
         for (_, path) in headers.drain(tail_index + 1 + contiguous..) {
-            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            report.removed_empty_segments.push(path);
+            if !read_only {
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                report.removed_empty_segments.push(path);
+            }
         }
     }
     Ok((headers, tail_index))
@@ -274,7 +303,7 @@ fn no_records_after_header(path: &Path, segment_bytes: u64) -> bool {
 
 /// Rebuilds the header of segment `id` whose header is damaged, from the first record in it
 /// that validates completely (position, CRC) under the salt it carries, and writes it back.
-fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHeader> {
+fn salvage_header(path: &Path, id: u64, segment_bytes: u64, write: bool) -> Option<SegmentHeader> {
     // The size the log's other headers settled, or else the file's own length if it is a valid
     // segment size (the damaged header may be the first one read).
     let len = fs::metadata(path).ok()?.len();
@@ -290,6 +319,11 @@ fn salvage_header(path: &Path, id: u64, segment_bytes: u64) -> Option<SegmentHea
     let base = seglog_format::join_position(id, 0, segment_bytes);
     let (_, salt) = seglog_format::salvage_salt(&bytes, base)?;
     let header = SegmentHeader::new(id, segment_bytes, salt);
+    if !write {
+        // A read-only open: the segment is read with the header rebuilt here (its salt is all
+        // the reads need), and the file keeps its damaged one.
+        return Some(header);
+    }
     let file = OpenOptions::new().write(true).open(path).ok()?;
     use std::os::unix::fs::FileExt;
     file.write_all_at(header.as_bytes(), 0).ok()?;

@@ -49,14 +49,32 @@ pub(crate) fn open_dir<B: Send>(
             reason: "it is a file, not a directory".into(),
         });
     }
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let lock = DirLock::acquire(dir)?;
+    let read_only = options.read_only;
+    let lock = if read_only {
+        if !dir.is_dir() {
+            return Err(Error::NotALog {
+                path: dir.to_path_buf(),
+                reason: "no such directory (a read-only open creates nothing)".into(),
+            });
+        }
+        DirLock::acquire_shared(dir)?
+    } else {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        DirLock::acquire(dir)?
+    };
     let mut report = RecoveryReport::default();
-    let (found, hints) = discover::files(dir, &mut report)?;
+    let (found, hints) = discover::files(dir, &mut report, read_only)?;
     let (headers, segment_bytes) = discover::headers(found, options, &mut report)?;
     let segment_bytes = segment_bytes.unwrap_or(options.segment_bytes);
     discover::check_ids(&headers, segment_bytes, options)?;
-    let (headers, tail_index) = discover::settle_tail(headers, &mut report)?;
+    let (headers, tail_index) = discover::settle_tail(headers, &mut report, read_only)?;
+    if read_only && headers.is_empty() {
+        return Err(Error::NotALog {
+            path: dir.to_path_buf(),
+            reason: "it holds no segment with a valid header (a read-only open creates none)"
+                .into(),
+        });
+    }
 
     let mut log = AppendLog::with_storage(
         Storage::Dir {
@@ -96,6 +114,11 @@ pub(crate) fn open_dir<B: Send>(
     )?;
     log.set_recovered_tail(tail.0, tail.1, first);
     drop(guard);
+    if read_only {
+        log.set_read_only();
+        log.set_lock(lock);
+        return Ok((log, report, batches));
+    }
     // Hints of segments that are gone (a hint written while its segment was being retired, then
     // a crash): they would never be read, nor removed by anyone.
     for id in hints {

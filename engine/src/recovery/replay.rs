@@ -46,7 +46,11 @@ pub(super) fn segments<B: Send>(
     for (i, (header, path)) in headers.into_iter().enumerate() {
         let id = header.segment_id();
         // The tail and the segments after it will be written: allocate them (see `open_file`).
-        let segment = Segment::open_file(path, id, segment_bytes, header.salt(), i >= tail_index)?;
+        let segment = if options.read_only {
+            Segment::open_read_only(path, id, segment_bytes, header.salt())?
+        } else {
+            Segment::open_file(path, id, segment_bytes, header.salt(), i >= tail_index)?
+        };
         report.segments += 1;
         // Installed before any record is reported, so `on_record` can read them through the
         // log (the index resolves keys through it). Nobody else can reach the log yet.
@@ -64,7 +68,14 @@ pub(super) fn segments<B: Send>(
             .filter(|id| hints.contains(id))
             .collect()
     };
-    let (hinted, mut batches) = replay_hints(log, &candidates, dir, new_batch, on_record);
+    let (hinted, mut batches) = replay_hints(
+        log,
+        &candidates,
+        dir,
+        options.read_only,
+        new_batch,
+        on_record,
+    );
     report.hinted_segments += hinted.len() as u64;
 
     let mut batch = new_batch();
@@ -119,6 +130,7 @@ fn replay_hints<B: Send>(
     log: &AppendLog,
     candidates: &[u64],
     dir: &Path,
+    read_only: bool,
     new_batch: &(impl Fn() -> B + Sync),
     on_record: &(impl Fn(&mut B, &AppendLog, &RecordRef<'_>, &Guard) + Sync),
 ) -> (Vec<u64>, Vec<B>) {
@@ -147,7 +159,7 @@ fn replay_hints<B: Send>(
             let emit = &mut |log: &AppendLog, record: &RecordRef<'_>| {
                 on_record(&mut batch, log, record, &guard);
             };
-            if apply_hint(log, segment, dir, emit) {
+            if apply_hint(log, segment, dir, read_only, emit) {
                 done.push(id);
             }
         }
@@ -183,22 +195,30 @@ fn apply_hint(
     log: &AppendLog,
     segment: &Segment,
     dir: &Path,
+    read_only: bool,
     on_record: &mut impl FnMut(&AppendLog, &RecordRef<'_>),
 ) -> bool {
+    // A hint found unusable is removed (the next close writes a good one), but not by a
+    // read-only open.
+    let remove = |path: &Path| {
+        if !read_only {
+            let _ = fs::remove_file(path);
+        }
+    };
     // Runs on several threads at once, each on its own segments (see `replay_hints`).
     let path = crate::hints::hint_path(dir, segment.id());
     let Some(bytes) = map_hint(&path, segment.len() as u64) else {
         return false;
     };
     let Ok(hint) = seglog_format::decode_hint(&bytes, segment.id(), segment.salt()) else {
-        let _ = fs::remove_file(&path);
+        remove(&path);
         return false;
     };
     let Some(checked) = check_hint(log, segment, &hint) else {
         // Some byte changed since the hint was written (damage, or pages a power loss took),
         // or the hint does not describe the segment: scan it, which finds and skips exactly
         // what is damaged.
-        let _ = fs::remove_file(&path);
+        remove(&path);
         return false;
     };
     log.note_recovered_filler(u64::from(hint.filler_bytes()));

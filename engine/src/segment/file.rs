@@ -217,6 +217,62 @@ impl Segment {
         Self::map_file(file, path, id, segment_bytes, salt, false)
     }
 
+    /// Maps an existing segment file for a read-only open: the file is opened for reading only
+    /// (and without updating its access time where the kernel allows), and mapped *private*,
+    /// copy-on-write, so what recovery repairs in memory (sealed holes, a zeroed torn tail)
+    /// never reaches the file. A file shorter than a segment (truncated) is read into memory
+    /// instead, zeros after, since a mapping past its end would fault.
+    pub(crate) fn open_read_only(
+        path: PathBuf,
+        id: u64,
+        segment_bytes: u64,
+        salt: u32,
+    ) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(&path)
+            // O_NOATIME is refused on files this user does not own.
+            .or_else(|_| OpenOptions::new().read(true).open(&path))
+            .map_err(|e| Error::io(&path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if len < segment_bytes {
+            use std::io::Read;
+            let mut bytes = Vec::with_capacity(len as usize);
+            (&file)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(&path, e))?;
+            let segment = Self::new_heap(id, segment_bytes, salt);
+            // SAFETY: the segment is not shared yet, so this thread owns all of its bytes;
+            // `bytes` is shorter than the segment.
+            unsafe { segment.write(0, &bytes[..bytes.len().min(segment_bytes as usize)]) };
+            return Ok(segment);
+        }
+        // SAFETY: a private mapping of a file this open holds the shared lock of: no seglog
+        // process writes it meanwhile (a writer's open is refused), and writes through the
+        // mapping go to this process's copies of the pages, never to the file. Another program
+        // truncating the file would fault a read, as for every mapped segment.
+        let map = unsafe {
+            MmapOptions::new()
+                .len(segment_bytes as usize)
+                .map_copy(&file)
+        }
+        .map_err(|e| Error::io(&path, e))?;
+        let map = memmap2::MmapRaw::from(map);
+        let base = map.as_mut_ptr();
+        Ok(Self::from_parts(
+            id,
+            salt,
+            segment_bytes as usize,
+            base,
+            Backing::File {
+                map: std::sync::Arc::new(map),
+                path,
+            },
+        ))
+    }
+
     fn map_file(
         file: File,
         path: PathBuf,
