@@ -18,7 +18,7 @@ pub struct CheckpointArgs {
 }
 
 pub fn checkpoint(args: &CheckpointArgs) -> Result<(), Exit> {
-    let log = open_existing(&args.src)?;
+    let log = open_existing(&args.src, true)?;
     let message = format!(
         "checkpointing {} to {}",
         args.src.display(),

@@ -58,9 +58,10 @@ pub(crate) fn with_spinner<R>(message: String, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Opens an existing log strictly and without automatic compaction (a command that only looks
-/// must not start rewriting the log), with a spinner while recovery runs.
-pub(crate) fn open_existing(dir: &Path) -> Result<Log, Exit> {
+/// Opens an existing log strictly, without automatic compaction, and read-only unless `write`
+/// (a command that only looks changes no byte, name or timestamp in the directory:
+/// `Options::read_only`), with a spinner while recovery runs.
+pub(crate) fn open_existing(dir: &Path, write: bool) -> Result<Log, Exit> {
     let segments = segment_files(dir)?;
     let message = format!(
         "opening {} ({} segment{})",
@@ -68,7 +69,10 @@ pub(crate) fn open_existing(dir: &Path) -> Result<Log, Exit> {
         segments.len(),
         if segments.len() == 1 { "" } else { "s" }
     );
-    let options = Options::default().strict(true).auto_compact(false);
+    let options = Options::default()
+        .strict(true)
+        .auto_compact(false)
+        .read_only(!write);
     with_spinner(message, || Log::open_with(dir, options)).map_err(|e| match e {
         seglog::Error::Corrupt { .. } => Exit::Damaged(format!(
             "{e} (the log was not changed; `seglog verify {}` lists every damaged record)",
@@ -117,7 +121,7 @@ struct StatsReport {
 }
 
 pub fn stats(args: &StatsArgs) -> Result<(), Exit> {
-    let log = open_existing(&args.dir)?;
+    let log = open_existing(&args.dir, false)?;
     let stats = log.stats();
     let seglog::RecoveryReport {
         records,
@@ -310,7 +314,7 @@ fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option
 }
 
 pub fn dump(args: &DumpArgs) -> Result<(), Exit> {
-    let log = open_existing(&args.dir)?;
+    let log = open_existing(&args.dir, false)?;
     let limit = (!args.full).then_some(64);
     let segment_bytes = log.append_log().segment_bytes();
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -360,7 +364,7 @@ pub struct CompactArgs {
 }
 
 pub fn compact(args: &CompactArgs) -> Result<(), Exit> {
-    let log = open_existing(&args.dir)?;
+    let log = open_existing(&args.dir, true)?;
     let before = log.stats();
     let retired = with_spinner(format!("compacting {}", args.dir.display()), || {
         log.compact()

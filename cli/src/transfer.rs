@@ -90,7 +90,7 @@ pub fn record_json(record: &RecordRef<'_>, segment_bytes: u64) -> serde_json::Va
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Exit> {
-    let log = open_existing(&args.dir)?;
+    let log = open_existing(&args.dir, false)?;
     let pinned = log.pin();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut scan = log.append_log().scan(pinned.guard());
