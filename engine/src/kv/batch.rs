@@ -36,13 +36,17 @@ use super::install::Outcome;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,
+    /// Every key and value, back to back: one allocation that grows, not two per operation.
+    bytes: Vec<u8>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One operation: its kind, and where its key and value lie in [`Batch::bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Op {
     kind: RecordKind,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    start: usize,
+    key_len: usize,
+    value_len: usize,
 }
 
 impl Batch {
@@ -54,21 +58,23 @@ impl Batch {
 
     /// Adds a put of `value` under `key` (a copy of each).
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> &mut Self {
-        self.ops.push(Op {
-            kind: RecordKind::Put,
-            key: key.to_vec(),
-            value: value.to_vec(),
-        });
-        self
+        self.push(RecordKind::Put, key, value)
     }
 
     /// Adds a removal of `key`.
     pub fn remove(&mut self, key: &[u8]) -> &mut Self {
+        self.push(RecordKind::Tombstone, key, &[])
+    }
+
+    fn push(&mut self, kind: RecordKind, key: &[u8], value: &[u8]) -> &mut Self {
         self.ops.push(Op {
-            kind: RecordKind::Tombstone,
-            key: key.to_vec(),
-            value: Vec::new(),
+            kind,
+            start: self.bytes.len(),
+            key_len: key.len(),
+            value_len: value.len(),
         });
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
         self
     }
 
@@ -84,21 +90,40 @@ impl Batch {
         self.ops.is_empty()
     }
 
+    fn key(&self, op: &Op) -> &[u8] {
+        &self.bytes[op.start..op.start + op.key_len]
+    }
+
+    fn value(&self, op: &Op) -> &[u8] {
+        let from = op.start + op.key_len;
+        &self.bytes[from..from + op.value_len]
+    }
+
     /// The operations the log writes: the last one on each key, in the order those came.
     fn last_on_each_key(&self) -> Vec<BatchOp<'_>> {
-        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(self.ops.len());
+        let op_of = |op: &Op| BatchOp {
+            kind: op.kind,
+            key: self.key(op),
+            value: self.value(op),
+        };
+        if self.ops.len() == 1 {
+            return vec![op_of(&self.ops[0])];
+        }
+        // foldhash, not the default SipHash: this map is built for every batch.
+        let mut last: HashMap<&[u8], usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(self.ops.len(), Default::default());
         for (i, op) in self.ops.iter().enumerate() {
-            last.insert(&op.key, i);
+            last.insert(self.key(op), i);
+        }
+        if last.len() == self.ops.len() {
+            // No key twice: every operation is the last on its key.
+            return self.ops.iter().map(op_of).collect();
         }
         self.ops
             .iter()
             .enumerate()
-            .filter(|&(i, op)| last[op.key.as_slice()] == i)
-            .map(|(_, op)| BatchOp {
-                kind: op.kind,
-                key: &op.key,
-                value: &op.value,
-            })
+            .filter(|&(i, op)| last[self.key(op)] == i)
+            .map(|(_, op)| op_of(op))
             .collect()
     }
 }
