@@ -285,9 +285,9 @@ fn parse_hex(hex: &str) -> Result<Vec<u8>, Failure> {
         .collect()
 }
 
-fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option<usize>) -> String {
-    let (segment, offset) = split_position(record.position, segment_bytes);
-    let kind = match record.kind {
+/// The name `dump` gives a record's kind.
+pub(crate) fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
         RecordKind::Put => "put",
         RecordKind::Tombstone => "tombstone",
         RecordKind::Padding => "padding",
@@ -296,7 +296,12 @@ fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option
         RecordKind::Batch => "batch",
         RecordKind::BatchPut => "batch put",
         RecordKind::BatchTombstone => "batch tombstone",
-    };
+    }
+}
+
+fn describe(record: &RecordRef<'_>, segment_bytes: u64, hex: bool, limit: Option<usize>) -> String {
+    let (segment, offset) = split_position(record.position, segment_bytes);
+    let kind = kind_name(record.kind);
     let mut line = format!(
         "{}+{offset:<10} {kind:<9} v{:<14} key={}",
         LogFile::Segment(segment),

@@ -67,16 +67,7 @@ fn put_bytes(object: &mut serde_json::Map<String, serde_json::Value>, name: &str
 /// A record as `dump --json` prints it: where it is, what it is, its key and value.
 pub fn record_json(record: &RecordRef<'_>, segment_bytes: u64) -> serde_json::Value {
     let (segment, offset) = split_position(record.position, segment_bytes);
-    let kind = match record.kind {
-        RecordKind::Put => "put",
-        RecordKind::Tombstone => "tombstone",
-        RecordKind::Padding => "padding",
-        RecordKind::Aborted => "aborted",
-        // Scans read a batch's members as puts and tombstones and skip its header.
-        RecordKind::Batch => "batch",
-        RecordKind::BatchPut => "batch put",
-        RecordKind::BatchTombstone => "batch tombstone",
-    };
+    let kind = crate::inspect::kind_name(record.kind);
     let mut object = serde_json::Map::new();
     object.insert("segment".into(), segment.into());
     object.insert("offset".into(), offset.into());

@@ -27,27 +27,9 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        // A lock can outlive its log by a moment: a child process forked by another thread
-        // holds a copy of every descriptor (the lock's too) until it execs, so a directory
-        // closed just before such a fork stays locked for microseconds. Retry for a few
-        // milliseconds before reporting `Locked`; a log that is really open stays locked.
-        let mut wait = std::time::Duration::from_millis(1);
-        for attempt in 0..=LOCK_RETRIES {
-            match file.try_lock() {
-                Ok(()) => return Ok(Self { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
-                Err(std::fs::TryLockError::WouldBlock) => break,
-                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
-            }
-        }
-        Err(Error::Locked { path })
+        Self::lock_with_retries(file, path, File::try_lock)
     }
-}
 
-impl DirLock {
     /// The directory's lock taken shared, for a read-only open: on its `LOCK` file, opened for
     /// reading only (neither created nor written), or, in a directory without one (a copy made
     /// by `Log::checkpoint`), on the directory itself. Read-only opens share it; a writer's
@@ -62,9 +44,22 @@ impl DirLock {
             ),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        Self::lock_with_retries(file, path, File::try_lock_shared)
+    }
+
+    /// Takes `file`'s lock with `try_lock`, retrying briefly. A lock can outlive its log by a
+    /// moment: a child process forked by another thread holds a copy of every descriptor (the
+    /// lock's too) until it execs, so a directory closed just before such a fork stays locked
+    /// for microseconds. Retry for a few milliseconds before reporting `Locked`; a log that is
+    /// really open stays locked.
+    fn lock_with_retries(
+        file: File,
+        path: std::path::PathBuf,
+        try_lock: impl Fn(&File) -> std::result::Result<(), std::fs::TryLockError>,
+    ) -> Result<Self> {
         let mut wait = std::time::Duration::from_millis(1);
         for attempt in 0..=LOCK_RETRIES {
-            match file.try_lock_shared() {
+            match try_lock(&file) {
                 Ok(()) => return Ok(Self { _file: file }),
                 Err(std::fs::TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
                     std::thread::sleep(wait);

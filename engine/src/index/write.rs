@@ -217,18 +217,14 @@ impl Index {
                     };
                     return Ok(WriteOutcome::Upserted(superseded));
                 }
-                if !broken_blind_index_store() {
-                    slot.compare_exchange(current, write.new)?;
-                } else {
-                    slot.store_blind(write.new);
-                }
-                let replaced = Some(Previous {
-                    address: current_address,
-                    live: current_live,
-                    bytes: record.bytes(),
-                    position: record.position(),
-                });
-                self.account_install(replaced, live);
+                let replaced = self.install_over(
+                    slot,
+                    current,
+                    record,
+                    write,
+                    live,
+                    broken_blind_index_store(),
+                )?;
                 Ok(WriteOutcome::Upserted(Upserted::Installed { replaced }))
             }
             WriteOp::Conditional {
@@ -247,18 +243,8 @@ impl Index {
                     // the next open. The caller writes again with a newer version.
                     return Ok(WriteOutcome::Conditional(Conditional::Stale));
                 }
-                if !broken_conditional_blind_store() {
-                    slot.compare_exchange(current, write.new)?;
-                } else {
-                    slot.store_blind(write.new);
-                }
-                let replaced = Some(Previous {
-                    address: current_address,
-                    live: current_live,
-                    bytes: record.bytes(),
-                    position: record.position(),
-                });
-                self.account_install(replaced, live);
+                let blind = broken_conditional_blind_store();
+                let replaced = self.install_over(slot, current, record, write, live, blind)?;
                 Ok(WriteOutcome::Conditional(Conditional::Installed {
                     replaced,
                 }))
@@ -275,6 +261,33 @@ impl Index {
                 Ok(WriteOutcome::Relocated(true))
             }
         }
+    }
+
+    /// Replaces `current` (K's entry, whose record is `record`) with the write's entry by the
+    /// CAS an upsert makes (or, in a broken twin, a blind store), and counts the install.
+    /// Returns the entry replaced; `Err` carries what the slot holds after a lost CAS.
+    fn install_over<'g>(
+        &self,
+        slot: &Slot,
+        current: Entry,
+        record: &impl IndexedRecord<'g>,
+        write: &Write<'_>,
+        live: bool,
+        blind: bool,
+    ) -> Result<Option<Previous>, Entry> {
+        if blind {
+            slot.store_blind(write.new);
+        } else {
+            slot.compare_exchange(current, write.new)?;
+        }
+        let replaced = Some(Previous {
+            address: current.address().expect("a key's entry has an address"),
+            live: record.is_live(),
+            bytes: record.bytes(),
+            position: record.position(),
+        });
+        self.account_install(replaced, live);
+        Ok(replaced)
     }
 
     /// One slot of a writer's probe once it knows the table is migrating (invariant 3).

@@ -259,18 +259,23 @@ impl Segment {
                 .map_copy(&file)
         }
         .map_err(|e| Error::io(&path, e))?;
-        let map = memmap2::MmapRaw::from(map);
+        Ok(Self::from_map(id, salt, memmap2::MmapRaw::from(map), path))
+    }
+
+    /// The segment `id` over its file's mapping `map` (a whole segment long).
+    fn from_map(id: u64, salt: u32, map: memmap2::MmapRaw, path: PathBuf) -> Self {
         let base = map.as_mut_ptr();
-        Ok(Self::from_parts(
+        let len = map.len();
+        Self::from_parts(
             id,
             salt,
-            segment_bytes as usize,
+            len,
             base,
             Backing::File {
                 map: std::sync::Arc::new(map),
                 path,
             },
-        ))
+        )
     }
 
     fn map_file(
@@ -300,16 +305,7 @@ impl Segment {
                 )
             };
         }
-        Ok(Self::from_parts(
-            id,
-            salt,
-            segment_bytes as usize,
-            base,
-            Backing::File {
-                map: std::sync::Arc::new(map),
-                path,
-            },
-        ))
+        Ok(Self::from_map(id, salt, map, path))
     }
 
     /// Retires the segment's file: renames it aside for reuse if `pool` has room (it joins the
