@@ -249,7 +249,9 @@ fn lock_child_process() {
     drop(log);
 }
 
-struct Child(std::process::Child);
+/// The other process, with its stdout kept open until it exits (closing it early would make the
+/// child's test harness fail writing its summary).
+struct Child(std::process::Child, BufReader<std::process::ChildStdout>);
 
 impl Child {
     /// Starts the other process as `role` on `dir` and waits for it to report its open.
@@ -278,13 +280,17 @@ impl Child {
             );
             assert!(std::time::Instant::now() < deadline, "the child hangs");
         }
-        (Self(child), line["CHILD ".len()..].trim().to_string())
+        let said = line["CHILD ".len()..].trim().to_string();
+        (Self(child, reader), said)
     }
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
         drop(self.0.stdin.take());
+        // Read what is left (the harness's summary), so the child never writes to a closed
+        // pipe, then reap it.
+        let _ = std::io::Read::read_to_end(&mut self.1, &mut Vec::new());
         let _ = self.0.wait();
     }
 }
