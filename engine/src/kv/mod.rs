@@ -10,7 +10,8 @@
 //! `put` linearizes at its index install, or, if a newer *put* of the key won, just before that
 //! put's install. If a newer *tombstone* won, the remove that wrote it never saw this put, so
 //! the put appends its value again (a newer version) and installs that: it takes effect after
-//! the remove. `remove` first reads the key: if it is absent it returns `false` without writing
+//! the remove. The same if a conditional write may have run between its append and its install
+//! (`kv/conditional_race.rs`): that write compared the key's version without this put. `remove` first reads the key: if it is absent it returns `false` without writing
 //! anything (linearized at that read). Otherwise it appends a tombstone and installs it; if a
 //! newer record of the key beat the tombstone, the tombstone is dead on arrival (it can never
 //! become current, in memory or after recovery) and the remove starts over against the newer
