@@ -145,12 +145,9 @@ impl AppendLog {
     /// Publishes `batch`, appended unpublished by this thread, which still holds its hold.
     pub(crate) fn publish_batch(&self, batch: &AppendedBatch) {
         let guard = crate::sync::epoch::pin();
-        let (id, offset) = self.split(batch.position);
-        let segment = self
-            .directory
-            .get(id, &guard)
-            .expect("a held segment is never retired");
-        self.publish_appended(batch, segment, offset as usize);
+        let segment = self.held_segment(batch.position, &guard);
+        let offset = self.split(batch.position).1 as usize;
+        self.publish_appended(batch, segment, offset);
     }
 
     fn publish_appended(
@@ -171,11 +168,8 @@ impl AppendLog {
     /// an aborted record: its bytes mean nothing to any reader or recovery from now on.
     pub(crate) fn abort_batch(&self, batch: &AppendedBatch) {
         let guard = crate::sync::epoch::pin();
-        let (id, offset) = self.split(batch.position);
-        let segment = self
-            .directory
-            .get(id, &guard)
-            .expect("a held segment is never retired");
+        let segment = self.held_segment(batch.position, &guard);
+        let offset = self.split(batch.position).1;
         let header = RecordHeader::filler(
             RecordKind::Aborted,
             batch.record_bytes,

@@ -7,6 +7,7 @@ use seglog_format::{CommitWord, RecordHeader, RecordKind, record_layout};
 use super::{AppendLog, Appended, Counters};
 use crate::error::{Error, Result};
 use crate::segment::Segment;
+use crate::sync::epoch::Guard;
 use crate::sync::{Ordering, thread_stripe};
 
 impl AppendLog {
@@ -147,11 +148,15 @@ impl AppendLog {
     /// stripe `stripe`, once its index install is done.
     fn release_hold(&self, position: u64, stripe: usize) {
         let guard = crate::sync::epoch::pin();
-        let segment = self
-            .directory
-            .get(self.split(position).0, &guard)
-            .expect("a held segment is never retired");
-        segment.release_install(stripe);
+        self.held_segment(position, &guard).release_install(stripe);
+    }
+
+    /// The segment of the record at `position`, on which the caller holds an install hold
+    /// (so compaction has not retired it).
+    pub(super) fn held_segment<'g>(&'g self, position: u64, guard: &'g Guard) -> &'g Segment {
+        self.directory
+            .get(self.split(position).0, guard)
+            .expect("a held segment is never retired")
     }
 }
 
