@@ -22,6 +22,7 @@ mod log;
 mod options;
 mod recovery;
 mod segment;
+mod segment_files;
 pub mod sim;
 mod splitmix;
 mod stripes;
@@ -34,6 +35,7 @@ pub use kv::{Batch, Iter, Log, Pinned, Stats};
 pub use log::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
+pub use segment_files::{SegmentFile, SegmentFiles, SyncedFrontier};
 pub use seglog_format::{MAX_KEY_BYTES, RecordKind};
 
 /// The loom twins' switch to deliberately broken protocol variants (loom builds only).

@@ -81,7 +81,6 @@ impl Leases {
 
 impl SegmentLease<'_> {
     /// Lets segments below `from` go (a holder done with them); `from` only moves up.
-    #[allow(dead_code, reason = "for the log shipper (issue 18)")]
     pub(crate) fn advance_to(&self, from: u64) {
         let mut table = self.leases.table.lock();
         if let Some(lease) = table.held.iter_mut().find(|(id, _)| *id == self.id) {

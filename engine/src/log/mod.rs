@@ -51,7 +51,7 @@ use crate::stripes::{Striped, signed_sum};
 use crate::sync::{AtomicU64, Ordering};
 
 pub(crate) use self::batch::{AppendedBatch, BatchOp};
-pub(crate) use self::lease::Leases;
+pub(crate) use self::lease::{Leases, SegmentLease};
 pub(crate) use self::read::read_record;
 pub use self::read::{RecordRef, Scan};
 pub(crate) use self::settled::PassFlag;
@@ -220,7 +220,8 @@ pub struct AppendLog {
     sync_lock: crate::sync::Mutex<()>,
     /// Retired segment files kept for reuse.
     recycle: crate::sync::Arc<crate::segment::RecyclePool>,
-    /// Held by checkpoints: segments they read are not retired meanwhile (`lease.rs`).
+    /// Held by checkpoints and `segment_files` listings: segments they read are not retired
+    /// meanwhile (`lease.rs`).
     leases: Leases,
     /// Whether a [`crate::Log`]'s index points into this log's segments.
     indexed: bool,

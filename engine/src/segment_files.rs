@@ -1,0 +1,193 @@
+//! Segment files for copying elsewhere: a listing of the files that make up the durable log,
+//! under a lease that keeps them on disk while they are read.
+//!
+//! A log shipper (the `seglog-ship` crate), a backup tool or a replicator reads a log's files
+//! by name while writers and compaction run. It needs three things from the engine, which this
+//! module gives:
+//!
+//! 1. **Which files make up the log**, and which of them will never change again. Every
+//!    segment below the synced frontier's segment is sealed and every record in it is published
+//!    and durable (the frontier is `sync`'s published frontier, see `log/flush.rs`): its file
+//!    never changes again while the log is open, nor after a crash. The frontier's own segment
+//!    is durable up to the frontier's offset, and those bytes never change either.
+//! 2. **The synced frontier**, read after the lease is taken: every write acknowledged by a
+//!    `sync` that returned before the listing lies below it.
+//! 3. **A lease** (`log/lease.rs`), so compaction does not retire a listed file (rename it aside
+//!    for reuse, zero it, remove its hint) while it is read. [`SegmentFiles::release_below`]
+//!    lets the holder give files back one by one as it finishes with them; dropping the listing
+//!    gives back the rest.
+//!
+//! # Why the listing is a state the log could have crashed into
+//! The same argument as a checkpoint's (`checkpoint.rs`): a segment absent from the listing was
+//! retired before the lease, after its live records were copied forward *and synced*, so they
+//! lie below the frontier read after the lease. A listed segment that compaction is retiring is
+//! still whole, and its records are older versions that recovery orders by version. So the
+//! listed files, the frontier segment cut at the frontier, open to every write synced before
+//! the listing.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::files::Fs;
+use crate::kv::Log;
+use crate::log::SegmentLease;
+use crate::segment::FIRST_RECORD_OFFSET;
+
+/// The synced frontier: everything before `offset` in segment `segment` (and every segment
+/// below it) is published and durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SyncedFrontier {
+    /// The segment the frontier is in.
+    pub segment: u64,
+    /// The offset in it: bytes `0..offset` of the segment's file are durable and never change.
+    pub offset: u64,
+}
+
+/// One segment file of a [`SegmentFiles`] listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// The segment's id (its file is named `<id>.seg`, see `seglog_format::LogFile`).
+    pub id: u64,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Its hint file, if one had been written when the listing was taken (hints are written
+    /// under a temporary name and renamed, so a listed hint is whole).
+    pub hint: Option<PathBuf>,
+    /// The segment is sealed and all of it is durable: the whole file is final.
+    pub sealed: bool,
+    /// The bytes of the file that make up the log: the whole file (`segment_bytes`) for a sealed
+    /// segment, the synced frontier's offset for the frontier's segment. Bytes past `len` are
+    /// not part of the durable log; a copy holds zeros there.
+    pub len: u64,
+}
+
+/// The files of a log up to its synced frontier, kept on disk until released.
+///
+/// Taken with [`Log::segment_files`]. While it lives, compaction relocates records as usual but
+/// retires no listed segment's file from the lowest not yet released (see
+/// [`SegmentFiles::release_below`]); it retires them at its next pass after the release.
+#[derive(Debug)]
+pub struct SegmentFiles<'a> {
+    lease: SegmentLease<'a>,
+    dir: PathBuf,
+    segment_bytes: u64,
+    synced: SyncedFrontier,
+    files: Vec<SegmentFile>,
+}
+
+impl SegmentFiles<'_> {
+    /// The listed segments, in id order: every sealed segment below the frontier's segment that
+    /// is still in the log, then the frontier's segment (if it holds a record byte).
+    pub fn segments(&self) -> &[SegmentFile] {
+        &self.files
+    }
+
+    /// The synced frontier the listing was cut at.
+    pub fn synced(&self) -> SyncedFrontier {
+        self.synced
+    }
+
+    /// The size of every segment file.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Gives back the files of segments below `id`: compaction may retire them again. Only
+    /// moves up; a lower `id` than an earlier call's changes nothing.
+    pub fn release_below(&self, id: u64) {
+        self.lease.advance_to(id);
+    }
+}
+
+impl Log {
+    /// Lists the files that make up the log up to its synced frontier, and keeps them on disk
+    /// until the listing is dropped (or [`SegmentFiles::release_below`] gives them back).
+    ///
+    /// This is what a log shipper or a backup tool copies: the sealed segments whole, the
+    /// frontier's segment up to the frontier. Copied, with zeros after each `len`, they open
+    /// (with [`Log::open`]) to every write synced before this call. Writes after the last
+    /// `sync` are not listed; call [`Log::sync`] first to include them. A log opened
+    /// read-only cannot sync: its frontier is the end of what recovery found.
+    ///
+    /// Errors: the log is in memory or on a simulated disk (it has no files), or an I/O error
+    /// looking for hints.
+    pub fn segment_files(&self) -> Result<SegmentFiles<'_>> {
+        let log = self.append_log();
+        let Some(dir) = log.storage_path() else {
+            return Err(unsupported("an in-memory log has no files to list"));
+        };
+        if matches!(log.fs(), Fs::Sim(_)) {
+            return Err(unsupported(
+                "the files of a log on a simulated disk cannot be listed",
+            ));
+        }
+        let dir = dir.to_path_buf();
+        // The lease first: from here no segment file leaves the disk, so every segment the
+        // directory still holds below the frontier read next keeps its file.
+        let lease = log.leases().acquire(0);
+        let synced = self.synced_frontier();
+        let guard = crate::sync::epoch::pin();
+        let mut files = Vec::new();
+        for id in log.first_segment()..=synced.segment {
+            let Some(segment) = log.directory().get(id, &guard) else {
+                // Retired before the lease: its live records were copied forward and synced.
+                continue;
+            };
+            let Some(path) = segment.path().map(Path::to_path_buf) else {
+                continue;
+            };
+            let sealed = id < synced.segment;
+            if !sealed && synced.offset <= FIRST_RECORD_OFFSET as u64 {
+                // The frontier's segment holds no durable record yet.
+                continue;
+            }
+            let hint_path = crate::hints::hint_path(&dir, id);
+            let hint = (sealed && hint_path.is_file()).then_some(hint_path);
+            let len = if sealed {
+                log.segment_bytes()
+            } else {
+                synced.offset
+            };
+            files.push(SegmentFile {
+                id,
+                path,
+                hint,
+                sealed,
+                len,
+            });
+        }
+        Ok(SegmentFiles {
+            lease,
+            dir,
+            segment_bytes: log.segment_bytes(),
+            synced,
+            files,
+        })
+    }
+
+    /// The synced frontier: every record before it is published and durable, so every write
+    /// acknowledged by a [`Log::sync`] that has returned lies below it. Only moves forward. For a
+    /// log opened read-only, which never syncs, it is the end of the log recovery found.
+    pub fn synced_frontier(&self) -> SyncedFrontier {
+        let log = self.append_log();
+        let position = if log.is_read_only() {
+            log.tail_position()
+        } else {
+            log.synced_position()
+        };
+        let (segment, offset) = log.split(position);
+        SyncedFrontier { segment, offset }
+    }
+}
+
+fn unsupported(reason: &str) -> Error {
+    Error::io(
+        Path::new(""),
+        std::io::Error::new(std::io::ErrorKind::Unsupported, reason),
+    )
+}
