@@ -1,0 +1,317 @@
+//! Restore: rebuilds a log directory from the newest manifest under a prefix.
+//!
+//! The directory is built beside `dest` under `.<dest name>.seglog-restore`, each segment file
+//! written from its objects at their offsets and padded with zeros to the segment size
+//! (allocated, as the engine allocates its own), each hint beside it, every object checked
+//! against its manifest's length and CRC-32C; then every file and the directory are fsynced and
+//! it is renamed to `dest`. A restore killed midway leaves no `dest`; the next one removes the
+//! leftover. An object that disappears while it is read (a newer manifest made it garbage and a
+//! shipper collected it) sends the restore back to the newest manifest.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use seglog::SyncedFrontier;
+use seglog_format::LogFile;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, ObjectEntry, at, latest_manifest};
+use crate::shipper::Progress;
+use crate::upload::blocking;
+
+/// What a restore did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The manifest restored.
+    pub manifest: u64,
+    /// Its synced frontier: the restored log holds every write synced before it.
+    pub synced: SyncedFrontier,
+    /// Objects downloaded.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Rebuilds the log shipped under `prefix` in `dest`, which must be absent or an empty
+/// directory. When this returns `Ok`, `dest` is a durable log directory that opens (with
+/// [`seglog::Log::open`]) to the state of the newest manifest: every write synced on the
+/// shipping log before the round that published it.
+///
+/// Errors: nothing was shipped there ([`Error::NoManifest`]), `dest` is not empty, an object
+/// is damaged ([`Error::Corrupt`]), the store is unreachable, or an I/O error.
+pub async fn restore(
+    store: Arc<dyn ObjectStore>,
+    prefix: &Path,
+    dest: &FsPath,
+) -> Result<RestoreReport> {
+    restore_with_progress(store, prefix, dest, |_| {}).await
+}
+
+/// [`restore`], calling `on_progress` after each object.
+pub async fn restore_with_progress(
+    store: Arc<dyn ObjectStore>,
+    prefix: &Path,
+    dest: &FsPath,
+    on_progress: impl Fn(&Progress) + Send + Sync,
+) -> Result<RestoreReport> {
+    restore_to(&*store, prefix, dest, &on_progress)
+        .await
+        .map(|(_, report)| report)
+}
+
+/// [`restore_with_progress`], also returning the manifest restored.
+pub(crate) async fn restore_to(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    dest: &FsPath,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<(Manifest, RestoreReport)> {
+    check_dest(dest)?;
+    let (parent, build) = build_path(dest)?;
+    let restored = restore_into(store, prefix, &build, on_progress).await?;
+    if let Err(e) = fs::rename(&build, dest) {
+        let _ = fs::remove_dir_all(&build);
+        return Err(Error::io(dest, e));
+    }
+    sync_dir(&parent)?;
+    Ok(restored)
+}
+
+/// Downloads the newest manifest's log into the directory `build` (created, or emptied if it
+/// exists), durably. Starts over from the newest manifest if an object vanishes meanwhile.
+pub(crate) async fn restore_into(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    build: &FsPath,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<(Manifest, RestoreReport)> {
+    let mut attempts = 0;
+    loop {
+        let Some(manifest) = latest_manifest(store, prefix).await? else {
+            return Err(Error::NoManifest {
+                prefix: prefix.to_string(),
+            });
+        };
+        fresh_dir(build)?;
+        match download(store, prefix, &manifest, build, on_progress).await {
+            Ok(report) => return Ok((manifest, report)),
+            Err(e) if e.is_not_found() && attempts < 8 => attempts += 1,
+            Err(e) => {
+                let _ = fs::remove_dir_all(build);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Writes every segment and hint of `manifest` into `dir`, fsynced.
+async fn download(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    manifest: &Manifest,
+    dir: &FsPath,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<RestoreReport> {
+    let mut progress = Progress {
+        objects_total: manifest.entries().count() as u64,
+        bytes_total: manifest.total_bytes(),
+        ..Progress::default()
+    };
+    for segment in &manifest.segments {
+        let path = dir.join(LogFile::Segment(segment.id).name());
+        write_segment(
+            store,
+            prefix,
+            manifest,
+            &segment.parts,
+            &path,
+            &mut progress,
+            on_progress,
+        )
+        .await?;
+        if let Some(hint) = &segment.hint {
+            let bytes = fetch(store, prefix, hint).await?;
+            let hint_path = dir.join(LogFile::Hint(segment.id).name());
+            blocking(&hint_path.clone(), move || {
+                fs::write(&hint_path, &bytes)
+                    .and_then(|()| File::open(&hint_path)?.sync_all())
+                    .map_err(|e| Error::io(&hint_path, e))
+            })
+            .await?;
+            progress.objects_done += 1;
+            progress.bytes_done += hint.len;
+            on_progress(&progress);
+        }
+    }
+    sync_dir(dir)?;
+    Ok(RestoreReport {
+        manifest: manifest.seq,
+        synced: manifest.synced(),
+        objects: progress.objects_done,
+        bytes: progress.bytes_done,
+    })
+}
+
+/// Creates segment file `path` from `parts` (written at their offsets), zeros to the segment
+/// size, allocated and fsynced.
+pub(crate) async fn write_segment(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    manifest: &Manifest,
+    parts: &[ObjectEntry],
+    path: &FsPath,
+    progress: &mut Progress,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<()> {
+    let segment_bytes = manifest.segment_bytes;
+    let file = {
+        let path = path.to_path_buf();
+        blocking(&path.clone(), move || {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            file.set_len(segment_bytes)
+                .map_err(|e| Error::io(&path, e))?;
+            fs4::FileExt::allocate(&file, segment_bytes).map_err(|e| Error::io(&path, e))?;
+            Ok(Arc::new(file))
+        })
+        .await?
+    };
+    write_parts(store, prefix, &file, parts, path, progress, on_progress).await?;
+    let sync_path = path.to_path_buf();
+    blocking(path, move || {
+        file.sync_all().map_err(|e| Error::io(&sync_path, e))
+    })
+    .await
+}
+
+/// Writes each of `parts` into `file` at its offset.
+pub(crate) async fn write_parts(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    file: &Arc<File>,
+    parts: &[ObjectEntry],
+    path: &FsPath,
+    progress: &mut Progress,
+    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+) -> Result<()> {
+    for part in parts {
+        let bytes = fetch(store, prefix, part).await?;
+        let (file, at_path, start) = (Arc::clone(file), path.to_path_buf(), part.start);
+        blocking(path, move || {
+            file.write_all_at(&bytes, start)
+                .map_err(|e| Error::io(&at_path, e))
+        })
+        .await?;
+        progress.objects_done += 1;
+        progress.bytes_done += part.len;
+        on_progress(progress);
+    }
+    Ok(())
+}
+
+/// Downloads one object and checks it against its entry.
+pub(crate) async fn fetch(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    entry: &ObjectEntry,
+) -> Result<bytes::Bytes> {
+    let path = at(prefix, &entry.key);
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|e| Error::store(&path, e))?
+        .bytes()
+        .await
+        .map_err(|e| Error::store(&path, e))?;
+    if bytes.len() as u64 != entry.len {
+        return Err(Error::corrupt(
+            &path,
+            format!("{} bytes, its manifest says {}", bytes.len(), entry.len),
+        ));
+    }
+    if crc32c::crc32c(&bytes) != entry.crc32c {
+        return Err(Error::corrupt(
+            &path,
+            "its checksum does not match its manifest's",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `dest` must be absent or an empty directory.
+fn check_dest(dest: &FsPath) -> Result<()> {
+    match fs::read_dir(dest).map(|mut entries| entries.next().is_some()) {
+        Ok(true) => Err(Error::io(
+            dest,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the restore destination exists and is not empty; name a new directory",
+            ),
+        )),
+        Ok(false) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(Error::io(
+            dest,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the restore destination is a file; name a new directory",
+            ),
+        )),
+        Err(e) => Err(Error::io(dest, e)),
+    }
+}
+
+/// The parent of `dest` and the directory the restore is built in beside it.
+fn build_path(dest: &FsPath) -> Result<(PathBuf, PathBuf)> {
+    let name = dest.file_name().ok_or_else(|| {
+        Error::io(
+            dest,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the restore destination must end in a directory name",
+            ),
+        )
+    })?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::io(
+            &parent,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the restore destination's parent directory does not exist",
+            ),
+        ));
+    }
+    let mut build = std::ffi::OsString::from(".");
+    build.push(name);
+    build.push(".seglog-restore");
+    Ok((parent.clone(), parent.join(build)))
+}
+
+/// Creates `dir` empty (removing what a killed restore left there).
+fn fresh_dir(dir: &FsPath) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    fs::create_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+pub(crate) fn sync_dir(dir: &FsPath) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}

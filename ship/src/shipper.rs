@@ -1,0 +1,553 @@
+//! The shipper: copies a log's durable state to object storage, round after round.
+//!
+//! # A round
+//! 1. **List** the log's files up to its synced frontier, under a lease
+//!    ([`seglog::Log::segment_files`]): compaction retires none of them while they are read.
+//! 2. **Upload what is new**, each object exactly once (`upload.rs`): a sealed segment not yet
+//!    shipped whole (trailing zeros trimmed) and its hint; of the frontier's segment, the bytes
+//!    from where the last manifest's ranges end to the frontier, as one more range object. Each
+//!    file is given back to compaction as soon as it is read (`release_below`).
+//! 3. **Publish a manifest** naming every listed segment's objects and the frontier, created
+//!    with `PutMode::Create` under the next sequence number, only after all of them are stored.
+//!    A round that changed nothing publishes nothing.
+//! 4. **Collect garbage**: delete the manifests older than the previous one, *then* every
+//!    object neither the new manifest nor the previous one names (segments compaction retired,
+//!    ranges of a segment since shipped whole, uploads of a round a crash cut short). So no
+//!    manifest left under the prefix ever names a deleted object, and a reader of the previous
+//!    manifest has a whole round to finish.
+//!
+//! # Crashes and restarts
+//! A new shipper reads the newest manifest and lists the objects under the prefix. Objects a
+//! round uploaded before it was killed, and that no manifest names yet, are checked (length and
+//! CRC-32C, downloading them) against the bytes they would get, and adopted instead of uploaded
+//! again. A manifest whose upload failed may still have been stored (a lost response): after any
+//! failed round, the next one starts by reading the newest manifest again.
+//!
+//! # Lag
+//! A write acknowledged by [`seglog::Log::sync`] is in a published manifest at most one interval
+//! plus one round's uploads later ([`Shipper::run_until`]).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use seglog::{Log, SyncedFrontier};
+
+use crate::error::{Error, Result};
+use crate::manifest::{
+    MANIFEST_FORMAT, Manifest, ObjectEntry, SegmentEntry, at, hint_key, latest_manifest,
+    manifest_seqs, relative, segment_key, tail_key,
+};
+use crate::upload::{Stored, put_once, read_file, read_range, same_bytes, trim_zeros};
+
+/// How a [`Shipper`] ships.
+#[derive(Clone, Debug)]
+pub struct ShipOptions {
+    /// The time between rounds in [`Shipper::run_until`]: the remote copy lags the local
+    /// synced frontier by at most this plus one round. Default 1 s.
+    pub interval: Duration,
+    /// Objects of at least this many bytes are uploaded in parts. Default 8 MiB.
+    pub multipart_bytes: u64,
+    /// The size of each part of a multipart upload (at least 5 MiB, S3's minimum). Default
+    /// 8 MiB.
+    pub part_bytes: usize,
+    /// Sync the log before each round, so the round ships every write published before it,
+    /// not only those a `sync` made durable. Default `false`: ship what the log's own syncs (or
+    /// its sync policy) made durable.
+    pub sync_first: bool,
+    /// [`Shipper::run_until`] gives up after this many failed rounds in a row (each retried
+    /// after a backoff that doubles, up to 30 s). Default 8.
+    pub max_failed_rounds: u32,
+}
+
+impl Default for ShipOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            multipart_bytes: 8 << 20,
+            part_bytes: 8 << 20,
+            sync_first: false,
+            max_failed_rounds: 8,
+        }
+    }
+}
+
+/// How far a round (or a restore) has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Objects stored (or downloaded) so far.
+    pub objects_done: u64,
+    /// Objects to store (or download) in all.
+    pub objects_total: u64,
+    /// Bytes so far.
+    pub bytes_done: u64,
+    /// Bytes in all.
+    pub bytes_total: u64,
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShipReport {
+    /// The newest manifest after the round (0: none yet).
+    pub manifest: u64,
+    /// Whether the round published it.
+    pub wrote_manifest: bool,
+    /// The frontier it covers.
+    pub synced: SyncedFrontier,
+    /// Objects this round stored.
+    pub objects_uploaded: u64,
+    /// Their bytes.
+    pub bytes_uploaded: u64,
+    /// Objects found already stored with the right bytes (by a round a crash cut short).
+    pub objects_adopted: u64,
+    /// Objects and old manifests deleted as garbage.
+    pub objects_deleted: u64,
+}
+
+type ProgressFn = Box<dyn Fn(&Progress) + Send + Sync>;
+
+/// Ships a [`Log`] to object storage: see the module docs for the protocol.
+pub struct Shipper {
+    log: Arc<Log>,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    options: ShipOptions,
+    /// The newest manifest under the prefix, as this shipper knows it.
+    last: Option<Manifest>,
+    /// Objects under the prefix that no manifest named when they were listed (name, size):
+    /// maybe uploaded by a round a crash cut short.
+    found: HashMap<String, u64>,
+    /// A round failed: read the remote state again before the next.
+    stale: bool,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix)
+            .field("manifest", &self.last.as_ref().map(|m| m.seq))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shipper {
+    /// A shipper of `log` to `prefix` in `store`, taking up from the newest manifest there.
+    ///
+    /// Errors: the store is unreachable, or what is under the prefix is not this log's
+    /// ([`Error::Mismatch`]: another segment size, or a frontier past this log's).
+    pub async fn new(
+        log: Arc<Log>,
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        options: ShipOptions,
+    ) -> Result<Self> {
+        let mut shipper = Self {
+            log,
+            store,
+            prefix,
+            options,
+            last: None,
+            found: HashMap::new(),
+            stale: true,
+            progress: None,
+        };
+        shipper.refresh().await?;
+        Ok(shipper)
+    }
+
+    /// Calls `f` as each object of a round is stored.
+    pub fn on_progress(&mut self, f: impl Fn(&Progress) + Send + Sync + 'static) {
+        self.progress = Some(Box::new(f));
+    }
+
+    /// The log shipped.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The newest manifest under the prefix, as of the last round.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.last.as_ref()
+    }
+
+    /// Reads the remote state: the newest manifest, and the objects no manifest names.
+    async fn refresh(&mut self) -> Result<()> {
+        let last = latest_manifest(&*self.store, &self.prefix).await?;
+        if let Some(m) = &last {
+            let segment_bytes = self.log.append_log().segment_bytes();
+            if m.segment_bytes != segment_bytes {
+                return Err(Error::Mismatch {
+                    reason: format!(
+                        "manifest {} has {}-byte segments, this log {segment_bytes}-byte ones",
+                        m.seq, m.segment_bytes
+                    ),
+                });
+            }
+            let local = self.log.synced_frontier();
+            if m.synced() > local {
+                return Err(Error::Mismatch {
+                    reason: format!(
+                        "manifest {} reaches {:?}, past this log's synced frontier {local:?}: \
+                         it is another log's, or this log lost synced writes",
+                        m.seq,
+                        m.synced()
+                    ),
+                });
+            }
+        }
+        let mut found = HashMap::new();
+        for dir in ["segments", "tail"] {
+            let dir = at(&self.prefix, dir);
+            let metas: Vec<_> = self
+                .store
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|e| Error::store(&dir, e))?;
+            for meta in metas {
+                if let Some(rel) = relative(&self.prefix, &meta.location) {
+                    found.insert(rel.to_string(), meta.size);
+                }
+            }
+        }
+        if let Some(m) = &last {
+            for entry in m.entries() {
+                found.remove(&entry.key);
+            }
+        }
+        self.last = last;
+        self.found = found;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// One round: uploads what is new since the last manifest, publishes a manifest if anything
+    /// changed, and deletes what no manifest needs any more. See the module docs.
+    pub async fn ship_once(&mut self) -> Result<ShipReport> {
+        if self.stale {
+            self.refresh().await?;
+        }
+        let round = self.round().await;
+        if round.is_err() {
+            self.stale = true;
+        }
+        round
+    }
+
+    async fn round(&mut self) -> Result<ShipReport> {
+        if self.options.sync_first {
+            match self.log.sync() {
+                Ok(()) | Err(seglog::Error::ReadOnly) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let log = Arc::clone(&self.log);
+        let files = log.segment_files()?;
+        let synced = files.synced();
+        if let Some(last) = &self.last
+            && synced < last.synced()
+        {
+            return Err(Error::Mismatch {
+                reason: format!(
+                    "this log's synced frontier {synced:?} is behind manifest {}'s {:?}",
+                    last.seq,
+                    last.synced()
+                ),
+            });
+        }
+        let previous: HashMap<u64, SegmentEntry> = self
+            .last
+            .iter()
+            .flat_map(|m| m.segments.iter().map(|s| (s.id, s.clone())))
+            .collect();
+        let mut progress = Progress::default();
+        for file in files.segments() {
+            let old = previous.get(&file.id);
+            if file.sealed {
+                if !old.is_some_and(|o| o.sealed) {
+                    progress.objects_total += 1;
+                    progress.bytes_total += file.len;
+                }
+                if file.hint.is_some() && old.is_none_or(|o| o.hint.is_none()) {
+                    progress.objects_total += 1;
+                }
+            } else {
+                let covered = old.filter(|o| !o.sealed).map_or(0, SegmentEntry::end);
+                if file.len > covered {
+                    progress.objects_total += 1;
+                    progress.bytes_total += file.len - covered;
+                }
+            }
+        }
+        let mut report = ShipReport {
+            synced,
+            ..ShipReport::default()
+        };
+        let mut segments = Vec::with_capacity(files.segments().len());
+        for file in files.segments() {
+            let old = previous.get(&file.id);
+            let entry = if file.sealed {
+                let part = match old {
+                    Some(o) if o.sealed => o.parts[0].clone(),
+                    _ => {
+                        let bytes = trim_zeros(read_file(&file.path).await?);
+                        if bytes.is_empty() {
+                            return Err(Error::io(
+                                &file.path,
+                                std::io::Error::other("a sealed segment file holds only zeros"),
+                            ));
+                        }
+                        let entry = self
+                            .store_object(segment_key(file.id), bytes, 0, &mut report)
+                            .await?;
+                        progress.objects_done += 1;
+                        progress.bytes_done += file.len;
+                        self.report_progress(&progress);
+                        entry
+                    }
+                };
+                let hint = match (old.and_then(|o| o.hint.clone()), &file.hint) {
+                    (Some(hint), _) => Some(hint),
+                    (None, Some(path)) => {
+                        let bytes = read_file(path).await?;
+                        let entry = self
+                            .store_object(hint_key(file.id), bytes, 0, &mut report)
+                            .await?;
+                        progress.objects_done += 1;
+                        self.report_progress(&progress);
+                        Some(entry)
+                    }
+                    (None, None) => None,
+                };
+                SegmentEntry {
+                    id: file.id,
+                    sealed: true,
+                    parts: vec![part],
+                    hint,
+                }
+            } else {
+                let mut parts = match old {
+                    Some(o) if !o.sealed => o.parts.clone(),
+                    _ => Vec::new(),
+                };
+                let covered = parts.last().map_or(0, |p| p.start + p.len);
+                if file.len < covered {
+                    return Err(Error::Mismatch {
+                        reason: format!(
+                            "segment {} holds {} durable bytes here and {covered} in the last \
+                             manifest",
+                            file.id, file.len
+                        ),
+                    });
+                }
+                if file.len > covered {
+                    let bytes = read_range(&file.path, covered, file.len).await?;
+                    let key = tail_key(file.id, covered, file.len);
+                    let entry = self.store_object(key, bytes, covered, &mut report).await?;
+                    progress.objects_done += 1;
+                    progress.bytes_done += file.len - covered;
+                    self.report_progress(&progress);
+                    parts.push(entry);
+                }
+                SegmentEntry {
+                    id: file.id,
+                    sealed: false,
+                    parts,
+                    hint: None,
+                }
+            };
+            // Read: compaction may retire it again (the manifest names it either way).
+            files.release_below(file.id + 1);
+            segments.push(entry);
+        }
+        drop(files);
+
+        if let Some(last) = &self.last
+            && last.segments == segments
+            && last.synced() == synced
+        {
+            report.manifest = last.seq;
+            return Ok(report);
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            seq: self.last.as_ref().map_or(1, |m| m.seq + 1),
+            segment_bytes: self.log.append_log().segment_bytes(),
+            synced_segment: synced.segment,
+            synced_offset: synced.offset,
+            segments,
+        };
+        let path = Manifest::path(&self.prefix, manifest.seq);
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::io("manifest", std::io::Error::other(e)))?;
+        let crc = crc32c::crc32c(&json);
+        match put_once(&*self.store, &path, Bytes::from(json), crc, u64::MAX, 0).await {
+            Ok(_) => {}
+            Err(Error::Conflict { object, .. }) => {
+                return Err(Error::Conflict {
+                    object,
+                    reason: "another shipper published this manifest: two shippers (or two \
+                             logs) are shipping to this prefix"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        report.manifest = manifest.seq;
+        report.wrote_manifest = true;
+        let previous = self.last.replace(manifest);
+        report.objects_deleted = self.collect_garbage(previous).await?;
+        Ok(report)
+    }
+
+    /// Stores one object (once), or adopts it if a cut-short round stored it.
+    async fn store_object(
+        &mut self,
+        key: String,
+        bytes: Vec<u8>,
+        start: u64,
+        report: &mut ShipReport,
+    ) -> Result<ObjectEntry> {
+        let crc = crc32c::crc32c(&bytes);
+        let len = bytes.len() as u64;
+        let path = at(&self.prefix, &key);
+        let stored = if self.found.contains_key(&key) {
+            same_bytes(&*self.store, &path, len, crc).await?
+        } else {
+            put_once(
+                &*self.store,
+                &path,
+                Bytes::from(bytes),
+                crc,
+                self.options.multipart_bytes,
+                self.options.part_bytes,
+            )
+            .await?
+        };
+        self.found.remove(&key);
+        match stored {
+            Stored::Uploaded => {
+                report.objects_uploaded += 1;
+                report.bytes_uploaded += len;
+            }
+            Stored::Existed => report.objects_adopted += 1,
+        }
+        Ok(ObjectEntry {
+            key,
+            start,
+            len,
+            crc32c: crc,
+        })
+    }
+
+    /// Deletes the manifests older than `previous`, then every object neither it nor the newest
+    /// manifest names. Returns how many it deleted.
+    async fn collect_garbage(&mut self, previous: Option<Manifest>) -> Result<u64> {
+        let newest = self
+            .last
+            .as_ref()
+            .expect("called after a manifest was published");
+        let seqs = manifest_seqs(&*self.store, &self.prefix).await?;
+        if let Some(&top) = seqs.last()
+            && top > newest.seq
+        {
+            return Err(Error::Conflict {
+                object: Manifest::path(&self.prefix, top).to_string(),
+                reason: "a newer manifest than this shipper's appeared: two shippers are \
+                         shipping to this prefix"
+                    .into(),
+            });
+        }
+        let mut deleted = 0;
+        for &seq in seqs.iter().filter(|&&seq| seq + 1 < newest.seq) {
+            deleted += self.delete(&Manifest::path(&self.prefix, seq)).await?;
+        }
+        let keep: HashSet<&str> = newest
+            .entries()
+            .chain(previous.iter().flat_map(Manifest::entries))
+            .map(|e| e.key.as_str())
+            .collect();
+        let mut garbage = Vec::new();
+        for dir in ["segments", "tail"] {
+            let dir = at(&self.prefix, dir);
+            let metas: Vec<_> = self
+                .store
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|e| Error::store(&dir, e))?;
+            for meta in metas {
+                if relative(&self.prefix, &meta.location).is_some_and(|rel| !keep.contains(rel)) {
+                    garbage.push(meta.location);
+                }
+            }
+        }
+        for path in garbage {
+            deleted += self.delete(&path).await?;
+        }
+        self.found.clear();
+        Ok(deleted)
+    }
+
+    async fn delete(&self, path: &Path) -> Result<u64> {
+        match self.store.delete(path).await {
+            Ok(()) => Ok(1),
+            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(e) => Err(Error::store(path, e)),
+        }
+    }
+
+    fn report_progress(&self, progress: &Progress) {
+        if let Some(f) = &self.progress {
+            f(progress);
+        }
+    }
+
+    /// Ships a round every [`ShipOptions::interval`] until `stop` completes, then one last
+    /// round (so everything synced before the stop is shipped). A round that fails on an error
+    /// a retry may fix ([`Error::is_transient`]: the store unreachable or failing) is retried
+    /// after a backoff (the interval, doubling per failure, at most 30 s);
+    /// [`ShipOptions::max_failed_rounds`] failures in a row, or any other error, end the loop
+    /// with that error. Nothing a failed round uploaded is named by a manifest until a round
+    /// succeeds.
+    pub async fn run_until<F: Future<Output = ()>>(&mut self, stop: F) -> Result<()> {
+        let stop = std::pin::pin!(stop);
+        let mut stop = stop;
+        let mut failures = 0u32;
+        loop {
+            let delay = match self.ship_once().await {
+                Ok(_) => {
+                    failures = 0;
+                    self.options.interval
+                }
+                Err(e) if e.is_transient() => {
+                    failures += 1;
+                    if failures >= self.options.max_failed_rounds {
+                        return Err(e);
+                    }
+                    backoff(self.options.interval, failures)
+                }
+                Err(e) => return Err(e),
+            };
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.ship_once().await.map(|_| ())
+    }
+}
+
+/// The wait before retrying after `failures` failed rounds in a row.
+pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
+    let base = interval.max(Duration::from_millis(50));
+    base.saturating_mul(1 << failures.min(10))
+        .min(Duration::from_secs(30))
+}
