@@ -53,7 +53,9 @@ pub fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
 }
 
 pub mod crash;
+pub mod fault_proxy;
 pub mod linearizability;
+pub mod moto;
 pub mod warm_tier;
 
 /// The file of segment `id` in log directory `dir`.
