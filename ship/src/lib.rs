@@ -30,3 +30,6 @@ pub use object_store;
 pub use restore::{RestoreReport, restore, restore_with_progress};
 pub use shipper::{Progress, ShipOptions, ShipReport, Shipper};
 pub use url::store_from_url;
+
+#[cfg(test)]
+mod tests;
