@@ -369,11 +369,14 @@ impl Shipper {
         }
         drop(files);
 
-        if let Some(last) = &self.last
-            && last.segments == segments
-            && last.synced() == synced
-        {
-            report.manifest = last.seq;
+        let unchanged = match &self.last {
+            Some(last) => last.segments == segments && last.synced() == synced,
+            // Nothing durable yet: no manifest, so a restore says nothing was shipped rather
+            // than restoring a directory with no log in it.
+            None => segments.is_empty(),
+        };
+        if unchanged {
+            report.manifest = self.last.as_ref().map_or(0, |m| m.seq);
             return Ok(report);
         }
         let manifest = Manifest {
