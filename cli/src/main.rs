@@ -1,4 +1,5 @@
-//! `seglog`: benchmark, inspect, verify, back up, export and import seglog logs.
+//! `seglog`: benchmark, inspect, verify, back up, export and import seglog logs, ship them to
+//! object storage and restore them from it.
 //!
 //! Every failure is one line on stderr (`seglog: …`) and a non-zero exit, by the table in
 //! [`EXIT_CODES`]: 1 when damage was found (a corrupt record, for `verify`, `dump` or a strict
@@ -14,6 +15,7 @@ mod backup;
 mod base64;
 mod bench;
 mod inspect;
+mod ship;
 mod transfer;
 mod verify;
 
@@ -21,9 +23,9 @@ mod verify;
 const EXIT_CODES: &str = "Exit codes:\n  \
     0  success: nothing wrong found\n  \
     1  damage found: a corrupt record (verify, dump --json, or any command whose strict open \
-       refused the log)\n  \
-    2  usage error, bad import input, or the log cannot be opened (missing, not a log, locked) \
-       or written";
+       refused the log), or a damaged object in object storage (ship, restore)\n  \
+    2  usage error, bad import input, a bad URL, the log cannot be opened (missing, not a log, \
+       locked) or written, or the object store failed or holds no log there (ship, restore)";
 
 /// seglog: a lock-free segmented mmap append log.
 #[derive(Debug, Parser)]
@@ -51,6 +53,11 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Put the keys and values of `seglog export` JSON lines into a log (created if needed).
     Import(transfer::ImportArgs),
+    /// Copy a closed log to object storage (s3://BUCKET/PREFIX or file:///PATH); --follow keeps
+    /// copying what changes.
+    Ship(ship::ShipArgs),
+    /// Rebuild a log directory from what `seglog ship` (or seglog_ship::Shipper) put at a URL.
+    Restore(ship::RestoreArgs),
 }
 
 /// A command's failure: one line for stderr, exit code 2 (usage, cannot open, other errors).
@@ -111,6 +118,8 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => backup::checkpoint(&args),
         Command::Export(args) => transfer::export(&args),
         Command::Import(args) => transfer::import(&args),
+        Command::Ship(args) => ship::ship(&args),
+        Command::Restore(args) => ship::restore(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
