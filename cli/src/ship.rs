@@ -269,6 +269,12 @@ fn size(bytes: u64) -> String {
 }
 
 fn ship_summary(dir: &Path, url: &str, r: &ShipReport) -> String {
+    if r.manifest == 0 {
+        return format!(
+            "shipped {} to {url}: nothing yet, manifest 0: the log holds no durable record",
+            dir.display()
+        );
+    }
     format!(
         "shipped {} to {url}: manifest {}{}, {} objects, {} bytes ({}) uploaded, {} adopted, {} \
          deleted; synced frontier {}",

@@ -563,3 +563,17 @@ fn s3_round_trip_on_moto() {
         "the bucket no-such-bucket does not exist at http://127.0.0.1:",
     );
 }
+
+#[test]
+fn an_empty_log_ships_no_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    Log::open(&dir).unwrap().close().unwrap();
+    let url = file_url(&tmp.path().join("remote"));
+    let line = ok(&["ship", dir.to_str().unwrap(), &url]);
+    assert!(line.contains("nothing yet, manifest 0"), "{line}");
+    fails(
+        &["restore", &url, tmp.path().join("dest").to_str().unwrap()],
+        "no seglog manifest under",
+    );
+}
