@@ -172,6 +172,9 @@ pub mod broken {
         /// Publish each member of a batch as a record of its own instead of the batch as one
         /// (issue 16): a crash part way through keeps part of the batch.
         BatchMembersAlone,
+        /// Retire segment files without consulting the lease table (`log/lease.rs`): compaction
+        /// removes a segment a holder listed under its lease and is still reading.
+        LeaseIgnored,
     }
 
     thread_local! {

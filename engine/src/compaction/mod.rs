@@ -450,7 +450,9 @@ impl Compactor {
         // being read by a checkpoint): it goes back to the list for a later call. Leases hold a
         // suffix of ids, so a held segment holds back every younger one too (`log/lease.rs`).
         let leases = log.leases().exclude();
-        let (ready, held): (Vec<_>, Vec<_>) = ready.into_iter().partition(|r| !leases.holds(r.id));
+        let (ready, held): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .partition(|r| broken_lease_ignored() || !leases.holds(r.id));
         if !held.is_empty() {
             let mut retiring = self.retiring.lock();
             retiring.extend(held);
@@ -514,6 +516,18 @@ impl Compactor {
 fn broken_retire_during_resize() -> bool {
     #[cfg(seglog_loom)]
     if crate::sync::broken::is(crate::sync::broken::Broken::RetireDuringResize) {
+        return true;
+    }
+    false
+}
+
+/// Whether compaction retires segments without consulting the lease table: the twin of
+/// `Broken::LeaseIgnored` that the loom model of segment leases must catch. A constant `false`
+/// in normal builds.
+#[inline(always)]
+fn broken_lease_ignored() -> bool {
+    #[cfg(seglog_loom)]
+    if crate::sync::broken::is(crate::sync::broken::Broken::LeaseIgnored) {
         return true;
     }
     false
