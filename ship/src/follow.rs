@@ -41,7 +41,7 @@ use seglog_format::LogFile;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, SegmentEntry, latest_manifest};
-use crate::restore::{fetch, restore_to, write_parts, write_segment};
+use crate::restore::{Tracker, fetch, restore_to, write_parts, write_segment};
 use crate::shipper::{Progress, backoff};
 use crate::upload::blocking;
 
@@ -166,8 +166,8 @@ impl Follower {
     /// Brings the directory from `old`'s files to `new`'s.
     async fn apply(&self, old: &Manifest, new: &Manifest) -> Result<()> {
         let store = &*self.store;
-        let mut progress = Progress::default();
         let quiet = |_: &Progress| {};
+        let tracker = Tracker::new(Progress::default(), &quiet);
         for segment in &new.segments {
             let before = old.segments.iter().find(|s| s.id == segment.id);
             let path = self.dir.join(LogFile::Segment(segment.id).name());
@@ -187,31 +187,13 @@ impl Follower {
                         .await?
                     };
                     let fresh = &segment.parts[b.parts.len()..];
-                    write_parts(
-                        store,
-                        &self.prefix,
-                        &file,
-                        fresh,
-                        &path,
-                        &mut progress,
-                        &quiet,
-                    )
-                    .await?;
+                    write_parts(store, &self.prefix, &file, fresh, &path, &tracker).await?;
                 }
                 _ => {
                     let tmp = self
                         .dir
                         .join(format!("{}.follow", LogFile::Segment(segment.id).name()));
-                    write_segment(
-                        store,
-                        &self.prefix,
-                        new,
-                        &segment.parts,
-                        &tmp,
-                        &mut progress,
-                        &quiet,
-                    )
-                    .await?;
+                    write_segment(store, &self.prefix, new, &segment.parts, &tmp, &tracker).await?;
                     rename(&tmp, &path)?;
                 }
             }

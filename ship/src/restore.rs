@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog::SyncedFrontier;
@@ -109,6 +110,41 @@ pub(crate) async fn restore_into(
     }
 }
 
+/// Counts finished objects and reports them; shared by concurrent downloads.
+pub(crate) struct Tracker<'a> {
+    progress: std::sync::Mutex<Progress>,
+    on_progress: &'a (dyn Fn(&Progress) + Send + Sync),
+}
+
+impl<'a> Tracker<'a> {
+    pub(crate) fn new(total: Progress, on_progress: &'a (dyn Fn(&Progress) + Send + Sync)) -> Self {
+        Self {
+            progress: std::sync::Mutex::new(total),
+            on_progress,
+        }
+    }
+
+    fn done(&self, bytes: u64) {
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        progress.objects_done += 1;
+        progress.bytes_done += bytes;
+        (self.on_progress)(&progress);
+    }
+
+    fn progress(&self) -> Progress {
+        *self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Segments downloaded at once by a restore (each part is held in memory while it is written).
+const DOWNLOADS_IN_FLIGHT: usize = 4;
+
 /// Writes every segment and hint of `manifest` into `dir`, fsynced.
 async fn download(
     store: &dyn ObjectStore,
@@ -117,38 +153,43 @@ async fn download(
     dir: &FsPath,
     on_progress: &(dyn Fn(&Progress) + Send + Sync),
 ) -> Result<RestoreReport> {
-    let mut progress = Progress {
-        objects_total: manifest.entries().count() as u64,
-        bytes_total: manifest.total_bytes(),
-        ..Progress::default()
-    };
-    for segment in &manifest.segments {
-        let path = dir.join(LogFile::Segment(segment.id).name());
-        write_segment(
-            store,
-            prefix,
-            manifest,
-            &segment.parts,
-            &path,
-            &mut progress,
-            on_progress,
-        )
+    let tracker = Tracker::new(
+        Progress {
+            objects_total: manifest.entries().count() as u64,
+            bytes_total: manifest.total_bytes(),
+            ..Progress::default()
+        },
+        on_progress,
+    );
+    let tracker = &tracker;
+    // Collected first: a lazy `map` with a borrowing closure held across the awaits makes the
+    // future not `Send` (rustc's "not general enough").
+    let pending: Vec<_> = manifest
+        .segments
+        .iter()
+        .map(|segment| async move {
+            let path = dir.join(LogFile::Segment(segment.id).name());
+            write_segment(store, prefix, manifest, &segment.parts, &path, tracker).await?;
+            if let Some(hint) = &segment.hint {
+                let bytes = fetch(store, prefix, hint).await?;
+                let hint_path = dir.join(LogFile::Hint(segment.id).name());
+                blocking(&hint_path.clone(), move || {
+                    fs::write(&hint_path, &bytes)
+                        .and_then(|()| File::open(&hint_path)?.sync_all())
+                        .map_err(|e| Error::io(&hint_path, e))
+                })
+                .await?;
+                tracker.done(hint.len);
+            }
+            Ok::<(), Error>(())
+        })
+        .collect();
+    futures::stream::iter(pending)
+        .buffer_unordered(DOWNLOADS_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
         .await?;
-        if let Some(hint) = &segment.hint {
-            let bytes = fetch(store, prefix, hint).await?;
-            let hint_path = dir.join(LogFile::Hint(segment.id).name());
-            blocking(&hint_path.clone(), move || {
-                fs::write(&hint_path, &bytes)
-                    .and_then(|()| File::open(&hint_path)?.sync_all())
-                    .map_err(|e| Error::io(&hint_path, e))
-            })
-            .await?;
-            progress.objects_done += 1;
-            progress.bytes_done += hint.len;
-            on_progress(&progress);
-        }
-    }
     sync_dir(dir)?;
+    let progress = tracker.progress();
     Ok(RestoreReport {
         manifest: manifest.seq,
         synced: manifest.synced(),
@@ -165,8 +206,7 @@ pub(crate) async fn write_segment(
     manifest: &Manifest,
     parts: &[ObjectEntry],
     path: &FsPath,
-    progress: &mut Progress,
-    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+    tracker: &Tracker<'_>,
 ) -> Result<()> {
     let segment_bytes = manifest.segment_bytes;
     let file = {
@@ -185,7 +225,7 @@ pub(crate) async fn write_segment(
         })
         .await?
     };
-    write_parts(store, prefix, &file, parts, path, progress, on_progress).await?;
+    write_parts(store, prefix, &file, parts, path, tracker).await?;
     let sync_path = path.to_path_buf();
     blocking(path, move || {
         file.sync_all().map_err(|e| Error::io(&sync_path, e))
@@ -200,8 +240,7 @@ pub(crate) async fn write_parts(
     file: &Arc<File>,
     parts: &[ObjectEntry],
     path: &FsPath,
-    progress: &mut Progress,
-    on_progress: &(dyn Fn(&Progress) + Send + Sync),
+    tracker: &Tracker<'_>,
 ) -> Result<()> {
     for part in parts {
         let bytes = fetch(store, prefix, part).await?;
@@ -211,9 +250,7 @@ pub(crate) async fn write_parts(
                 .map_err(|e| Error::io(&at_path, e))
         })
         .await?;
-        progress.objects_done += 1;
-        progress.bytes_done += part.len;
-        on_progress(progress);
+        tracker.done(part.len);
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog::{Log, SyncedFrontier};
@@ -60,6 +60,9 @@ pub struct ShipOptions {
     /// not only those a `sync` made durable. Default `false`: ship what the log's own syncs (or
     /// its sync policy) made durable.
     pub sync_first: bool,
+    /// Uploads in flight at once (each holds one object's bytes in memory: up to a whole
+    /// segment). Default 4.
+    pub concurrency: usize,
     /// [`Shipper::run_until`] gives up after this many failed rounds in a row (each retried
     /// after a backoff that doubles, up to 30 s). Default 8.
     pub max_failed_rounds: u32,
@@ -72,6 +75,7 @@ impl Default for ShipOptions {
             multipart_bytes: 8 << 20,
             part_bytes: 8 << 20,
             sync_first: false,
+            concurrency: 4,
             max_failed_rounds: 8,
         }
     }
@@ -110,6 +114,51 @@ pub struct ShipReport {
 }
 
 type ProgressFn = Box<dyn Fn(&Progress) + Send + Sync>;
+
+/// One upload of a round: `index` is its segment's place in the listing.
+enum Job {
+    /// A sealed segment, whole.
+    Sealed {
+        index: usize,
+        id: u64,
+        path: std::path::PathBuf,
+        len: u64,
+    },
+    /// A sealed segment's hint.
+    Hint {
+        index: usize,
+        id: u64,
+        path: std::path::PathBuf,
+    },
+    /// Bytes `start..end` of the frontier's segment.
+    Range {
+        index: usize,
+        id: u64,
+        path: std::path::PathBuf,
+        start: u64,
+        end: u64,
+    },
+}
+
+impl Job {
+    fn index(&self) -> usize {
+        match self {
+            Self::Sealed { index, .. } | Self::Hint { index, .. } | Self::Range { index, .. } => {
+                *index
+            }
+        }
+    }
+
+    /// The bytes it will read, as far as the plan knows (a sealed segment's trailing zeros are
+    /// trimmed only when read; hints count as none).
+    fn planned_bytes(&self) -> u64 {
+        match self {
+            Self::Sealed { len, .. } => *len,
+            Self::Hint { .. } => 0,
+            Self::Range { start, end, .. } => end - start,
+        }
+    }
+}
 
 /// Ships a [`Log`] to object storage: see the module docs for the protocol.
 pub struct Shipper {
@@ -267,77 +316,42 @@ impl Shipper {
             .iter()
             .flat_map(|m| m.segments.iter().map(|s| (s.id, s.clone())))
             .collect();
-        let mut progress = Progress::default();
-        for file in files.segments() {
-            let old = previous.get(&file.id);
-            if file.sealed {
-                if !old.is_some_and(|o| o.sealed) {
-                    progress.objects_total += 1;
-                    progress.bytes_total += file.len;
-                }
-                if file.hint.is_some() && old.is_none_or(|o| o.hint.is_none()) {
-                    progress.objects_total += 1;
-                }
-            } else {
-                let covered = old.filter(|o| !o.sealed).map_or(0, SegmentEntry::end);
-                if file.len > covered {
-                    progress.objects_total += 1;
-                    progress.bytes_total += file.len - covered;
-                }
-            }
-        }
-        let mut report = ShipReport {
-            synced,
-            ..ShipReport::default()
-        };
+        // Plan: each listed segment's entry, with the uploads it still needs.
         let mut segments = Vec::with_capacity(files.segments().len());
-        for file in files.segments() {
+        let mut jobs = Vec::new();
+        let mut progress = Progress::default();
+        for (index, file) in files.segments().iter().enumerate() {
             let old = previous.get(&file.id);
-            let entry = if file.sealed {
-                let part = match old {
-                    Some(o) if o.sealed => o.parts[0].clone(),
-                    _ => {
-                        let bytes = trim_zeros(read_file(&file.path).await?);
-                        if bytes.is_empty() {
-                            return Err(Error::io(
-                                &file.path,
-                                std::io::Error::other("a sealed segment file holds only zeros"),
-                            ));
-                        }
-                        let entry = self
-                            .store_object(segment_key(file.id), bytes, 0, &mut report)
-                            .await?;
-                        progress.objects_done += 1;
-                        progress.bytes_done += file.len;
-                        self.report_progress(&progress);
-                        entry
-                    }
-                };
-                let hint = match (old.and_then(|o| o.hint.clone()), &file.hint) {
-                    (Some(hint), _) => Some(hint),
-                    (None, Some(path)) => {
-                        let bytes = read_file(path).await?;
-                        let entry = self
-                            .store_object(hint_key(file.id), bytes, 0, &mut report)
-                            .await?;
-                        progress.objects_done += 1;
-                        self.report_progress(&progress);
-                        Some(entry)
-                    }
-                    (None, None) => None,
-                };
-                SegmentEntry {
-                    id: file.id,
-                    sealed: true,
-                    parts: vec![part],
-                    hint,
+            let mut entry = SegmentEntry {
+                id: file.id,
+                sealed: file.sealed,
+                parts: Vec::new(),
+                hint: None,
+            };
+            if file.sealed {
+                match old {
+                    Some(o) if o.sealed => entry.parts = o.parts.clone(),
+                    _ => jobs.push(Job::Sealed {
+                        index,
+                        id: file.id,
+                        path: file.path.clone(),
+                        len: file.len,
+                    }),
+                }
+                match (old.and_then(|o| o.hint.clone()), &file.hint) {
+                    (Some(hint), _) => entry.hint = Some(hint),
+                    (None, Some(path)) => jobs.push(Job::Hint {
+                        index,
+                        id: file.id,
+                        path: path.clone(),
+                    }),
+                    (None, None) => {}
                 }
             } else {
-                let mut parts = match old {
-                    Some(o) if !o.sealed => o.parts.clone(),
-                    _ => Vec::new(),
-                };
-                let covered = parts.last().map_or(0, |p| p.start + p.len);
+                if let Some(o) = old.filter(|o| !o.sealed) {
+                    entry.parts = o.parts.clone();
+                }
+                let covered = entry.end();
                 if file.len < covered {
                     return Err(Error::Mismatch {
                         reason: format!(
@@ -348,26 +362,65 @@ impl Shipper {
                     });
                 }
                 if file.len > covered {
-                    let bytes = read_range(&file.path, covered, file.len).await?;
-                    let key = tail_key(file.id, covered, file.len);
-                    let entry = self.store_object(key, bytes, covered, &mut report).await?;
-                    progress.objects_done += 1;
-                    progress.bytes_done += file.len - covered;
-                    self.report_progress(&progress);
-                    parts.push(entry);
+                    jobs.push(Job::Range {
+                        index,
+                        id: file.id,
+                        path: file.path.clone(),
+                        start: covered,
+                        end: file.len,
+                    });
                 }
-                SegmentEntry {
-                    id: file.id,
-                    sealed: false,
-                    parts,
-                    hint: None,
-                }
-            };
-            // Read: compaction may retire it again (the manifest names it either way).
-            files.release_below(file.id + 1);
+            }
             segments.push(entry);
         }
+        progress.objects_total = jobs.len() as u64;
+        progress.bytes_total = jobs.iter().map(Job::planned_bytes).sum();
+
+        // Upload, `concurrency` objects at a time, results in plan order: each file is given
+        // back to compaction once every upload of it and of the files before it is done (the
+        // manifest names it either way).
+        let mut report = ShipReport {
+            synced,
+            ..ShipReport::default()
+        };
+        let mut stored_keys = Vec::with_capacity(jobs.len());
+        {
+            // Collected first: a lazy `map` with a borrowing closure held across the awaits
+            // makes the round's future not `Send` (rustc's "not general enough").
+            let pending: Vec<_> = jobs.iter().map(|job| self.run(job)).collect();
+            let mut uploads =
+                futures::stream::iter(pending).buffered(self.options.concurrency.max(1));
+            let mut job_index = 0;
+            while let Some(result) = uploads.next().await {
+                let (entry, stored) = result?;
+                let job = &jobs[job_index];
+                job_index += 1;
+                match stored {
+                    Stored::Uploaded => {
+                        report.objects_uploaded += 1;
+                        report.bytes_uploaded += entry.len;
+                    }
+                    Stored::Existed => report.objects_adopted += 1,
+                }
+                progress.objects_done += 1;
+                progress.bytes_done += job.planned_bytes();
+                self.report_progress(&progress);
+                stored_keys.push(entry.key.clone());
+                let segment = &mut segments[job.index()];
+                match job {
+                    Job::Sealed { .. } | Job::Range { .. } => segment.parts.push(entry),
+                    Job::Hint { .. } => segment.hint = Some(entry),
+                }
+                let next_file = jobs.get(job_index).map_or(usize::MAX, Job::index);
+                if next_file > job.index() {
+                    files.release_below(files.segments()[job.index()].id + 1);
+                }
+            }
+        }
         drop(files);
+        for key in &stored_keys {
+            self.found.remove(key);
+        }
 
         let unchanged = match &self.last {
             Some(last) => last.segments == segments && last.synced() == synced,
@@ -410,14 +463,33 @@ impl Shipper {
         Ok(report)
     }
 
-    /// Stores one object (once), or adopts it if a cut-short round stored it.
-    async fn store_object(
-        &mut self,
-        key: String,
-        bytes: Vec<u8>,
-        start: u64,
-        report: &mut ShipReport,
-    ) -> Result<ObjectEntry> {
+    /// Runs one upload: reads its bytes and stores them once (or adopts them, if a round a
+    /// crash cut short stored them).
+    async fn run(&self, job: &Job) -> Result<(ObjectEntry, Stored)> {
+        let (key, bytes, start) = match job {
+            Job::Sealed { id, path, .. } => {
+                let bytes = trim_zeros(read_file(path).await?);
+                if bytes.is_empty() {
+                    return Err(Error::io(
+                        path,
+                        std::io::Error::other("a sealed segment file holds only zeros"),
+                    ));
+                }
+                (segment_key(*id), bytes, 0)
+            }
+            Job::Hint { id, path, .. } => (hint_key(*id), read_file(path).await?, 0),
+            Job::Range {
+                id,
+                path,
+                start,
+                end,
+                ..
+            } => (
+                tail_key(*id, *start, *end),
+                read_range(path, *start, *end).await?,
+                *start,
+            ),
+        };
         let crc = crc32c::crc32c(&bytes);
         let len = bytes.len() as u64;
         let path = at(&self.prefix, &key);
@@ -434,20 +506,13 @@ impl Shipper {
             )
             .await?
         };
-        self.found.remove(&key);
-        match stored {
-            Stored::Uploaded => {
-                report.objects_uploaded += 1;
-                report.bytes_uploaded += len;
-            }
-            Stored::Existed => report.objects_adopted += 1,
-        }
-        Ok(ObjectEntry {
+        let entry = ObjectEntry {
             key,
             start,
             len,
             crc32c: crc,
-        })
+        };
+        Ok((entry, stored))
     }
 
     /// Deletes the manifests older than `previous`, then every object neither it nor the newest

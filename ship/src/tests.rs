@@ -172,6 +172,17 @@ fn second_names(
         .objects(prefix)
 }
 
+/// The futures a caller spawns on a multi-threaded runtime must be `Send`.
+#[allow(dead_code, reason = "compiled, never run")]
+fn futures_are_send(shipper: &mut Shipper, follower: &Follower, store: Arc<dyn ObjectStore>) {
+    fn send<T: Send>(_: T) {}
+    send(shipper.ship_once());
+    send(shipper.run_until(std::future::pending()));
+    send(follower.poll());
+    send(follower.run_until(std::future::pending()));
+    send(restore(store, &Path::from("p"), std::path::Path::new("d")));
+}
+
 trait TapCreate {
     fn tap_create(self) -> Self;
 }
