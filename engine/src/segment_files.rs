@@ -24,6 +24,15 @@
 //! still whole, and its records are older versions that recovery orders by version. So the
 //! listed files, the frontier segment cut at the frontier, open to every write synced before
 //! the listing.
+//!
+//! "Below the frontier" rests on one more step: `sync` stores `synced` as the *published*
+//! frontier, which stops at the first record still unpublished even though the flush covered
+//! bytes up to the tail. A copy that compaction wrote after a writer reserved space (and before
+//! that writer published) lies past such a hole. It is still below the frontier by the time the
+//! segment it was copied from retires, because retirement waits for an epoch: the writer is
+//! pinned from its reservation to its publish, so the retirement, and the `sync` that precedes
+//! it, come after that publish. `loom-models/tests/lease.rs` checks both halves (a listed
+//! segment stays until released; a missing one's copies are below the frontier).
 
 use std::path::{Path, PathBuf};
 
@@ -159,7 +168,9 @@ impl Log {
                 continue;
             }
             let hint_path = crate::hints::hint_path(&dir, id);
-            let hint = (sealed && hint_path.is_file()).then_some(hint_path);
+            // (A heap segment under loom has no directory: no hint to look for.)
+            let hint =
+                (sealed && !dir.as_os_str().is_empty() && hint_path.is_file()).then_some(hint_path);
             let len = if sealed {
                 log.segment_bytes()
             } else {

@@ -23,7 +23,12 @@ impl AppendLog {
     }
 
     /// The position below which everything is durable (as of the last `sync`). Relaxed: a
-    /// stale value is lower, which only makes a caller sync when it need not.
+    /// stale value is lower, which only makes a caller sync when it need not. One caller needs
+    /// it fresh, `Log::segment_files`: a value older than a retirement's sync would put the
+    /// retired segment's copies past the listing's frontier. It reads this after acquiring a
+    /// lease, whose mutex (`Leases::exclude`, held by `finish_retirements` across each
+    /// retirement, which runs after its `sync` stored `synced`) orders the load after that
+    /// store.
     pub(crate) fn synced_position(&self) -> u64 {
         self.synced.load(Ordering::Relaxed)
     }
