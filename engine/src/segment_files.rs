@@ -193,6 +193,20 @@ impl Log {
         })
     }
 
+    /// The tail: every reservation so far ends at or before it, so every write that has
+    /// returned lies below it (in the coordinates of [`Log::synced_frontier`]). Once the synced
+    /// frontier reaches a tail read after a write returned, a listing holds that write.
+    ///
+    /// The synced frontier can lag a returned `sync`: it is the *published* frontier, which
+    /// stops at the first reservation still being written, even when the caller's own record,
+    /// past it, was flushed. A shipper that must hold every write acknowledged before its round
+    /// reads the tail, then syncs until the synced frontier reaches it (`seglog-ship` does).
+    pub fn tail_frontier(&self) -> SyncedFrontier {
+        let log = self.append_log();
+        let (segment, offset) = log.split(log.tail_position());
+        SyncedFrontier { segment, offset }
+    }
+
     /// The synced frontier: every record before it is published and durable, so every write
     /// acknowledged by a [`Log::sync`] that has returned lies below it. Only moves forward. For a
     /// log opened read-only, which never syncs, it is the end of the log recovery found.

@@ -1,6 +1,8 @@
 //! The shipper: copies a log's durable state to object storage, round after round.
 //!
 //! # A round
+//! 0. **Sync**: read the log's tail, then `sync` until the synced frontier reaches it
+//!    (`settle`), so every write that returned before the round is durable and listed.
 //! 1. **List** the log's files up to its synced frontier, under a lease
 //!    ([`seglog::Log::segment_files`]): compaction retires none of them while they are read.
 //! 2. **Upload what is new**, each object exactly once (`upload.rs`): a sealed segment not yet
@@ -24,8 +26,9 @@
 //! failed round, the next one starts by reading the newest manifest again.
 //!
 //! # Lag
-//! A write acknowledged by [`seglog::Log::sync`] is in a published manifest at most one interval
-//! plus one round's uploads later ([`Shipper::run_until`]).
+//! A write that returned is in a published manifest at most one interval plus one round later
+//! ([`Shipper::run_until`]), whether or not the application synced it (the round does), unless
+//! a write before it is still being written after an interval.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -48,18 +51,15 @@ use crate::upload::{Stored, put_once, read_file, read_range, same_bytes, trim_ze
 /// How a [`Shipper`] ships.
 #[derive(Clone, Debug)]
 pub struct ShipOptions {
-    /// The time between rounds in [`Shipper::run_until`]: the remote copy lags the local
-    /// synced frontier by at most this plus one round. Default 1 s.
+    /// The time between rounds in [`Shipper::run_until`]: the remote copy lags the log by at
+    /// most this plus one round. Also the longest a round waits for writes in flight to
+    /// publish (see [`Shipper::ship_once`]). Default 1 s.
     pub interval: Duration,
     /// Objects of at least this many bytes are uploaded in parts. Default 8 MiB.
     pub multipart_bytes: u64,
     /// The size of each part of a multipart upload (at least 5 MiB, S3's minimum). Default
     /// 8 MiB.
     pub part_bytes: usize,
-    /// Sync the log before each round, so the round ships every write published before it,
-    /// not only those a `sync` made durable. Default `false`: ship what the log's own syncs (or
-    /// its sync policy) made durable.
-    pub sync_first: bool,
     /// Uploads in flight at once (each holds one object's bytes in memory: up to a whole
     /// segment). Default 4.
     pub concurrency: usize,
@@ -74,7 +74,6 @@ impl Default for ShipOptions {
             interval: Duration::from_secs(1),
             multipart_bytes: 8 << 20,
             part_bytes: 8 << 20,
-            sync_first: false,
             concurrency: 4,
             max_failed_rounds: 8,
         }
@@ -277,8 +276,15 @@ impl Shipper {
         Ok(())
     }
 
-    /// One round: uploads what is new since the last manifest, publishes a manifest if anything
-    /// changed, and deletes what no manifest needs any more. See the module docs.
+    /// One round: syncs the log, uploads what is new since the last manifest, publishes a
+    /// manifest if anything changed, and deletes what no manifest needs any more. See the
+    /// module docs.
+    ///
+    /// The manifest holds every write that returned before the call: the round syncs until the
+    /// synced frontier reaches the tail it read first. A write still being written then (a
+    /// reservation not yet published) holds back the frontier, and every write after it, for up
+    /// to [`ShipOptions::interval`]; past that the round ships what is covered and the rest goes
+    /// in the next round.
     pub async fn ship_once(&mut self) -> Result<ShipReport> {
         if self.stale {
             self.refresh().await?;
@@ -291,12 +297,7 @@ impl Shipper {
     }
 
     async fn round(&mut self) -> Result<ShipReport> {
-        if self.options.sync_first {
-            match self.log.sync() {
-                Ok(()) | Err(seglog::Error::ReadOnly) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.settle().await?;
         let log = Arc::clone(&self.log);
         let files = log.segment_files()?;
         let synced = files.synced();
@@ -461,6 +462,28 @@ impl Shipper {
         let previous = self.last.replace(manifest);
         report.objects_deleted = self.collect_garbage(previous).await?;
         Ok(report)
+    }
+
+    /// Makes every write that returned before the round durable and covered by the synced
+    /// frontier: reads the tail, then syncs until the synced frontier reaches it. A `sync` alone
+    /// does not always get there: its frontier stops at a reservation still being written
+    /// (`Log::tail_frontier`), so writes past it wait for it to publish; this waits up to an
+    /// interval for that (polling every millisecond), then ships what it has, and the writes
+    /// still waiting go in the next round. A read-only log never syncs: its frontier is its
+    /// end.
+    async fn settle(&self) -> Result<()> {
+        let target = self.log.tail_frontier();
+        let deadline = std::time::Instant::now() + self.options.interval;
+        loop {
+            match self.log.sync() {
+                Ok(()) | Err(seglog::Error::ReadOnly) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if self.log.synced_frontier() >= target || std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Runs one upload: reads its bytes and stores them once (or adopts them, if a round a

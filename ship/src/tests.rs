@@ -172,6 +172,77 @@ fn second_names(
         .objects(prefix)
 }
 
+/// A write that returned before a round is in its manifest even when an earlier reservation is
+/// still being written when the write's `sync` returns (the synced frontier stops at that
+/// reservation; the round waits for it, up to an interval).
+#[test]
+fn a_round_holds_writes_behind_a_reservation_in_flight() {
+    for (interval, in_this_round) in [(Duration::from_secs(5), true), (Duration::ZERO, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = local_store(&tmp.path().join("bucket").tap_create());
+        let prefix = Path::from("p");
+        let log = Arc::new(Log::open_with(tmp.path().join("log"), options()).unwrap());
+        log.put(b"first", b"x").unwrap();
+        log.sync().unwrap();
+        let reserved = Arc::new(std::sync::Barrier::new(2));
+        let slow = {
+            let (log, reserved) = (Arc::clone(&log), Arc::clone(&reserved));
+            std::thread::spawn(move || {
+                log.put_with(b"slow", 64, |buf| {
+                    reserved.wait();
+                    std::thread::sleep(Duration::from_millis(300));
+                    buf.fill(7);
+                })
+                .unwrap();
+            })
+        };
+        reserved.wait();
+        log.put(b"acked", b"returned before the round").unwrap();
+        log.sync().unwrap();
+        assert!(
+            log.synced_frontier() < log.tail_frontier(),
+            "the synced frontier stops at the reservation in flight"
+        );
+        let rt = runtime();
+        let ship_options = ShipOptions {
+            interval,
+            ..ShipOptions::default()
+        };
+        let mut shipper = rt
+            .block_on(Shipper::new(
+                Arc::clone(&log),
+                Arc::clone(&store),
+                prefix.clone(),
+                ship_options,
+            ))
+            .unwrap();
+        rt.block_on(shipper.ship_once()).unwrap();
+        let first = tmp.path().join("first");
+        rt.block_on(restore(Arc::clone(&store), &prefix, &first))
+            .unwrap();
+        let restored = Log::open_with(&first, options()).unwrap();
+        let acked = restored.get(b"acked");
+        if in_this_round {
+            assert_eq!(acked.as_deref(), Some(&b"returned before the round"[..]));
+            assert_eq!(restored.get(b"slow").as_deref(), Some(&[7u8; 64][..]));
+        } else {
+            assert_eq!(acked, None, "no wait: the round ships what is covered");
+        }
+        drop(restored);
+        slow.join().unwrap();
+        rt.block_on(shipper.ship_once()).unwrap();
+        let second = tmp.path().join("second");
+        rt.block_on(restore(Arc::clone(&store), &prefix, &second))
+            .unwrap();
+        let restored = Log::open_with(&second, options()).unwrap();
+        assert_eq!(
+            restored.get(b"acked").as_deref(),
+            Some(&b"returned before the round"[..])
+        );
+        assert_eq!(restored.get(b"slow").as_deref(), Some(&[7u8; 64][..]));
+    }
+}
+
 /// The futures a caller spawns on a multi-threaded runtime must be `Send`.
 #[allow(dead_code, reason = "compiled, never run")]
 fn futures_are_send(shipper: &mut Shipper, follower: &Follower, store: Arc<dyn ObjectStore>) {
