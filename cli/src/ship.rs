@@ -12,8 +12,8 @@
 //! read-only, ships a round and closes it. So a program that opens the log, writes and closes it
 //! again (a batch job, `seglog import`) has each closed state shipped within an interval. While
 //! the log is open elsewhere the rounds wait, with one note on stderr; while a round runs, a
-//! writer opening the log is refused as beside any reader. Only the first round's refusal ends
-//! the command.
+//! writer opening the log is refused as beside any reader. The first round is a plain `ship`:
+//! any failure of it (the log open elsewhere, the store unreachable) ends the command.
 //!
 //! # When `--follow` stops
 //! On SIGINT or SIGTERM, and when standard input is a pipe (or socket) and its other end is
