@@ -27,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -130,20 +129,15 @@ fn child_ships_until_killed() {
     // (key, Some(len) for a put / None for a remove, synced at)
     type Done = Vec<(Vec<u8>, Option<usize>, Option<Instant>)>;
     let done: Arc<Mutex<Done>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (log, done, acks, stop) = (
-            Arc::clone(&log),
-            Arc::clone(&done),
-            Arc::clone(&acks),
-            Arc::clone(&stop),
-        );
+    // The writer runs until the process is killed.
+    let _writer = {
+        let (log, done, acks) = (Arc::clone(&log), Arc::clone(&done), Arc::clone(&acks));
         std::thread::spawn(move || {
             let mut rng = SplitMix64::new(run ^ 0xC0FFEE);
             let mut live: Vec<Vec<u8>> = Vec::new();
             let mut seq = 0u64;
             let mut unsynced = 0;
-            while !stop.load(Ordering::SeqCst) {
+            loop {
                 if !live.is_empty() && rng.range(0, 99) < 25 {
                     let victim = live.swap_remove(rng.range(0, live.len() as u64 - 1) as usize);
                     line(&acks, format!("T {}", String::from_utf8_lossy(&victim)));
@@ -206,8 +200,7 @@ fn child_ships_until_killed() {
             tokio::time::sleep(ship_options().interval).await;
         }
     });
-    stop.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
+    // Never reached: the loop above runs until the parent kills this process.
 }
 
 /// What the acknowledgement file says.
