@@ -8,8 +8,8 @@
 //!
 //! `--follow` does not keep the log open between rounds (a reader's shared lock would keep the
 //! log's own writer out): every interval it looks at the directory's files (names, sizes,
-//! modification times), and only if they changed since the last round it opens the log
-//! read-only, ships a round and closes it. So a program that opens the log, writes and closes it
+//! modification times), and only if they changed since the last round (or a minute has passed:
+//! see [`FORCED_ROUND`]) it opens the log read-only, ships a round and closes it. So a program that opens the log, writes and closes it
 //! again (a batch job, `seglog import`) has each closed state shipped within an interval. While
 //! the log is open elsewhere the rounds wait, with one note on stderr; while a round runs, a
 //! writer opening the log is refused as beside any reader. The first round is a plain `ship`:
@@ -35,7 +35,7 @@ use std::io::IsTerminal;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,7 +55,7 @@ const SHIP_HELP: &str = "URL: s3://BUCKET/PREFIX (S3 or an S3-compatible server:
     is shipped from that program, with seglog_ship::Shipper.\n\n--follow stops on SIGINT, SIGTERM, \
     or when standard input is a pipe that is closed (not when it is a terminal, a file or \
     /dev/null), after a last round. It keeps the log open only during a round, and opens it \
-    only when its files changed.";
+    only when its files changed (or a minute has passed).";
 
 /// What `seglog restore --help` adds.
 const RESTORE_HELP: &str = "URL: as for `seglog ship` (s3://BUCKET/PREFIX or file:///PATH). \
@@ -363,6 +363,12 @@ fn files_fingerprint(dir: &Path) -> Option<Fingerprint> {
     Some(files)
 }
 
+/// `--follow` ships a round at least this often even when the directory's files look unchanged:
+/// a write into an mmapped page that is already dirty does not move the file's modification
+/// time, so a program that drops its log without `close` (no sync) right after another wrote
+/// the same page could otherwise go unshipped.
+const FORCED_ROUND: Duration = Duration::from_secs(60);
+
 /// The `--follow` loop after the first round.
 async fn follow(
     args: &ShipArgs,
@@ -375,6 +381,7 @@ async fn follow(
     let mut failures = 0u32;
     let mut said_locked = false;
     let mut delay = args.interval;
+    let mut last_round = Instant::now();
     let max_failures = ShipOptions::default().max_failed_rounds;
     let why = loop {
         tokio::select! {
@@ -383,11 +390,12 @@ async fn follow(
         }
         delay = args.interval;
         let now = files_fingerprint(&args.dir);
-        if now.is_some() && now == shipped {
+        if now.is_some() && now == shipped && last_round.elapsed() < FORCED_ROUND {
             continue;
         }
         match follow_round(args, store, prefix).await {
             Ok(Some(report)) => {
+                last_round = Instant::now();
                 failures = 0;
                 said_locked = false;
                 shipped = now;
