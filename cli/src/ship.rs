@@ -238,7 +238,8 @@ fn progress_bar(verb: &'static str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(0);
+    // Length 1 until the first report gives the real total (a length of 0 draws a full bar).
+    let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ({prefix} objects)",
@@ -247,6 +248,7 @@ fn progress_bar(verb: &'static str) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar.set_message(verb);
+    bar.set_prefix("0/?");
     bar
 }
 
