@@ -451,19 +451,24 @@ fn send(child: &Child, signal: i32) {
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
 }
 
-/// A program that opens the log, writes `n` keys from `from` and closes it.
-fn write_more(dir: &Path, from: u32, n: u32, expected: &mut Contents) {
-    // The follower may hold the log read-only for a round: retry the open briefly.
+/// Opens the log writable as a program would; the follower may hold it read-only for a round,
+/// so a refusal is retried briefly.
+fn open_writable(dir: &Path) -> Log {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let log = loop {
+    loop {
         match Log::open(dir) {
-            Ok(log) => break log,
+            Ok(log) => return log,
             Err(seglog::Error::Locked { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => panic!("{e}"),
         }
-    };
+    }
+}
+
+/// A program that opens the log, writes `n` keys from `from` and closes it.
+fn write_more(dir: &Path, from: u32, n: u32, expected: &mut Contents) {
+    let log = open_writable(dir);
     for i in from..from + n {
         let key = format!("more-{i}").into_bytes();
         let value = vec![i as u8; 40 + (i % 50) as usize];
@@ -486,10 +491,33 @@ fn follow_ships_each_closed_state_and_stops_on_sigterm_or_stdin_closing() {
     follower.wait_for_manifest(2);
     write_more(&dir, 100, 400, &mut expected); // rolls over into new segments
     follower.wait_for_manifest(3);
+    // A program holds the log open for a while: the rounds wait (one note), then ship what it
+    // wrote once it closes the log.
+    let writer = open_writable(&dir);
+    for i in 0..50u32 {
+        let key = format!("held-{i}").into_bytes();
+        writer
+            .put(&key, b"written while the follower waits")
+            .unwrap();
+        expected.insert(key, b"written while the follower waits".to_vec());
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        follower.child.try_wait().unwrap().is_none(),
+        "still following"
+    );
+    writer.close().unwrap();
+    follower.wait_for_manifest(4);
     send(&follower.child, libc::SIGTERM);
     let (code, err) = follower.wait();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("stopped following (SIGTERM)"), "{err}");
+    assert_eq!(
+        err.matches("is open in another process; waiting for it to be closed")
+            .count(),
+        1,
+        "{err}"
+    );
     let dest = tmp.path().join("restored");
     ok(&["restore", &url, dest.to_str().unwrap()]);
     assert_restored(&dest, &expected);
@@ -497,7 +525,7 @@ fn follow_ships_each_closed_state_and_stops_on_sigterm_or_stdin_closing() {
     // Closing its stdin pipe stops it too, after a last round for what changed meanwhile.
     let mut follower = Follower::start(&dir, &url, &[]);
     let first = follower.next_line();
-    assert_eq!(uploaded(&first), (3, 0), "{first}");
+    assert_eq!(uploaded(&first), (4, 0), "{first}");
     write_more(&dir, 500, 10, &mut expected);
     drop(follower.child.stdin.take());
     let (code, err) = follower.wait();
@@ -508,7 +536,7 @@ fn follow_ships_each_closed_state_and_stops_on_sigterm_or_stdin_closing() {
     );
     let dest = tmp.path().join("restored-again");
     let line = ok(&["restore", &url, dest.to_str().unwrap()]);
-    assert!(line.contains("manifest 4, "), "{line}");
+    assert!(line.contains("manifest 5, "), "{line}");
     assert_restored(&dest, &expected);
 }
 
