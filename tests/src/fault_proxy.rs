@@ -1,6 +1,8 @@
 //! A TCP proxy for HTTP/1.1 in front of a server (moto, see [`crate::moto`]) that can be told
-//! to fail: answer the next N requests with `503 Service Unavailable`, reset connections, or
-//! refuse them (nothing listens on its port), then forward again.
+//! to fail: answer the next N requests with `503 Service Unavailable`, reset connections,
+//! refuse them (nothing listens on its port), or lose the responses of requests that took
+//! effect, for every request or only for those matching a method and a pattern (say, the PUTs
+//! of manifests), then forward again.
 //!
 //! Every connection carries one request: the proxy reads the request's head, forwards it to the
 //! server with `Connection: close` and relays the rest both ways until the server closes, so a
@@ -31,8 +33,12 @@ pub enum Fault {
     /// Accept and close at once, before reading anything (the client sees a reset or an
     /// unexpected end of file).
     Reset,
-    /// Stop listening: connecting is refused (`ECONNREFUSED`).
+    /// Stop listening: connecting is refused (`ECONNREFUSED`). (As a rule's fault, a request
+    /// already connected is reset instead.)
     Refuse,
+    /// Forward the request, let the server answer it, and close the connection without
+    /// relaying the answer: the request took effect but its response is lost.
+    DropResponse,
 }
 
 /// Counts of what the proxy did, since it started.
@@ -44,6 +50,8 @@ pub struct Counts {
     pub unavailable: u64,
     /// Connections accepted and closed at once.
     pub reset: u64,
+    /// Requests forwarded whose responses were dropped.
+    pub dropped: u64,
 }
 
 #[derive(Debug)]
@@ -51,6 +59,31 @@ struct State {
     /// The faults for the next connections, in order; `then` once they are used up.
     queue: std::collections::VecDeque<Fault>,
     then: Fault,
+    /// Faults for requests whose request line (`PUT /bucket/key?query HTTP/1.1`) contains a
+    /// pattern, each for a number of requests.
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    method: String,
+    pattern: String,
+    left: usize,
+    fault: Fault,
+}
+
+impl State {
+    /// The fault of the first rule matching `request_line`, used up by one.
+    fn rule_for(&mut self, request_line: &str) -> Option<Fault> {
+        let method = request_line.split(' ').next().unwrap_or_default();
+        let rule = self.rules.iter_mut().find(|r| {
+            r.left > 0
+                && (r.method.is_empty() || r.method == method)
+                && request_line.contains(&r.pattern)
+        })?;
+        rule.left -= 1;
+        Some(rule.fault)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +92,7 @@ struct Shared {
     forwarded: AtomicU64,
     unavailable: AtomicU64,
     reset: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// A running proxy; it stops listening when dropped.
@@ -78,6 +112,7 @@ impl FaultProxy {
         let state = Arc::new(Mutex::new(State {
             queue: Default::default(),
             then: Fault::Forward,
+            rules: Vec::new(),
         }));
         let shared = Arc::new(Shared::default());
         let thread = {
@@ -137,6 +172,28 @@ impl FaultProxy {
         self.next(n, Fault::ServiceUnavailable);
     }
 
+    /// The next `n` requests with method `method` (any if empty) whose request line contains
+    /// `pattern` meet `fault`, whatever the connection's fault (a `Refuse` resets them).
+    /// Example: `proxy.on_requests("PUT", "/manifests/", 5, Fault::ServiceUnavailable)`.
+    pub fn on_requests(&self, method: &str, pattern: &str, n: usize, fault: Fault) {
+        self.lock().rules.push(Rule {
+            method: method.to_owned(),
+            pattern: pattern.to_owned(),
+            left: n,
+            fault,
+        });
+    }
+
+    /// Forgets every rule of [`FaultProxy::on_requests`].
+    pub fn clear_rules(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// Requests rules of [`FaultProxy::on_requests`] still apply to.
+    pub fn rules_left(&self) -> usize {
+        self.lock().rules.iter().map(|r| r.left).sum()
+    }
+
     /// Faults still queued by [`FaultProxy::next`].
     pub fn queued(&self) -> usize {
         self.lock().queue.len()
@@ -148,6 +205,7 @@ impl FaultProxy {
             forwarded: self.shared.forwarded.load(Ordering::SeqCst),
             unavailable: self.shared.unavailable.load(Ordering::SeqCst),
             reset: self.shared.reset.load(Ordering::SeqCst),
+            dropped: self.shared.dropped.load(Ordering::SeqCst),
         }
     }
 
@@ -177,7 +235,7 @@ fn listen(
     mut listener: Option<TcpListener>,
     addr: SocketAddr,
     upstream: SocketAddr,
-    state: &Mutex<State>,
+    state: &Arc<Mutex<State>>,
     shared: &Arc<Shared>,
 ) {
     while !shared.stop.load(Ordering::SeqCst) {
@@ -223,9 +281,10 @@ fn listen(
                     state.queue.pop_front().unwrap_or(then)
                 };
                 let shared = Arc::clone(shared);
+                let state = Arc::clone(state);
                 let _ = std::thread::Builder::new()
                     .name("fault-proxy-conn".into())
-                    .spawn(move || serve(client, upstream, fault, &shared));
+                    .spawn(move || serve(client, upstream, fault, &state, &shared));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
             Err(_) => std::thread::sleep(POLL),
@@ -233,39 +292,63 @@ fn listen(
     }
 }
 
-/// Serves one connection with `fault`.
-fn serve(client: TcpStream, upstream: SocketAddr, fault: Fault, shared: &Shared) {
+/// Serves one connection with `fault` (or a rule's, once its request is read).
+fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: Fault,
+    state: &Mutex<State>,
+    shared: &Shared,
+) {
     let _ = client.set_nonblocking(false);
     let _ = client.set_read_timeout(Some(IO_TIMEOUT));
     let _ = client.set_write_timeout(Some(IO_TIMEOUT));
     let _ = client.set_nodelay(true);
+    if matches!(fault, Fault::Reset | Fault::Refuse) {
+        reset(client, shared);
+        return;
+    }
+    let Ok((head, rest)) = read_head(&mut client) else {
+        return;
+    };
+    let request_line = String::from_utf8_lossy(&head)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let fault = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rule_for(&request_line)
+        .unwrap_or(fault);
     match fault {
-        Fault::Reset | Fault::Refuse => {
-            shared.reset.fetch_add(1, Ordering::SeqCst);
-            // SO_LINGER 0: close sends a reset, not an orderly end.
-            set_linger_zero(&client);
-            drop(client);
-        }
+        Fault::Reset | Fault::Refuse => reset(client, shared),
         Fault::ServiceUnavailable => {
             shared.unavailable.fetch_add(1, Ordering::SeqCst);
-            unavailable(client);
+            unavailable(client, &head, rest);
         }
         Fault::Forward => {
             shared.forwarded.fetch_add(1, Ordering::SeqCst);
-            let _ = forward(client, upstream);
+            let _ = forward(client, upstream, &head, rest, true);
+        }
+        Fault::DropResponse => {
+            shared.dropped.fetch_add(1, Ordering::SeqCst);
+            let _ = forward(client, upstream, &head, rest, false);
         }
     }
 }
 
-/// Reads the request (head and a `Content-Length` body) and answers 503.
-fn unavailable(mut client: TcpStream) {
-    let Ok((head, mut rest)) = read_head(&mut client) else {
-        return;
-    };
+/// Closes `client` with a reset (SO_LINGER 0), not an orderly end.
+fn reset(client: TcpStream, shared: &Shared) {
+    shared.reset.fetch_add(1, Ordering::SeqCst);
+    set_linger_zero(&client);
+    drop(client);
+}
+
+/// Drains the request's `Content-Length` body and answers 503.
+fn unavailable(mut client: TcpStream, head: &[u8], mut rest: Vec<u8>) {
     // Drain the body, so closing does not reset the connection under the response.
-    let mut left = content_length(&head)
-        .unwrap_or(0)
-        .saturating_sub(rest.len());
+    let mut left = content_length(head).unwrap_or(0).saturating_sub(rest.len());
     rest.clear();
     let mut buf = [0u8; 64 * 1024];
     while left > 0 {
@@ -286,18 +369,33 @@ fn unavailable(mut client: TcpStream) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
-/// Forwards one request with `Connection: close` and relays until the server closes.
-fn forward(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
-    let (head, rest) = read_head(&mut client)?;
+/// Forwards one request (its head already read) with `Connection: close` and relays the
+/// answer until the server closes; with `relay` false, reads the answer and resets the client
+/// instead.
+fn forward(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    head: &[u8],
+    rest: Vec<u8>,
+    relay: bool,
+) -> std::io::Result<()> {
     let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))?;
     server.set_read_timeout(Some(IO_TIMEOUT))?;
     server.set_write_timeout(Some(IO_TIMEOUT))?;
     server.set_nodelay(true)?;
-    server.write_all(&with_connection_close(&head))?;
+    server.write_all(&with_connection_close(head))?;
     server.write_all(&rest)?;
     // The body's remainder, client to server, on another thread; the response back here.
     let (mut from_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
-    let body_left = content_length(&head).map(|n| n.saturating_sub(rest.len()));
+    // A request with neither length nor chunked encoding has no body.
+    let chunked = String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body_left = match content_length(head) {
+        Some(n) => Some(n.saturating_sub(rest.len())),
+        None if chunked => None,
+        None => Some(0),
+    };
     let upload = std::thread::Builder::new()
         .name("fault-proxy-up".into())
         .spawn(move || {
@@ -315,6 +413,22 @@ fn forward(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
                 }
             }
         })?;
+    if !relay {
+        // The server answers once it has the whole request, then closes (Connection: close).
+        let copied = std::io::copy(&mut server, &mut std::io::sink());
+        set_linger_zero(&client);
+        if body_left.is_some() {
+            // The body was all read: the thread is done with its handle of the socket, and
+            // closing the last one resets the connection.
+            let _ = upload.join();
+            drop(client);
+        } else {
+            let _ = client.shutdown(Shutdown::Both);
+            drop(client);
+            let _ = upload.join();
+        }
+        return copied.map(|_| ());
+    }
     let copied = std::io::copy(&mut server, &mut client);
     let _ = client.flush();
     let _ = client.shutdown(Shutdown::Both);
