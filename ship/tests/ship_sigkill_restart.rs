@@ -348,16 +348,16 @@ async fn sigkilled_shipper_restarts_nothing_lost_nothing_twice() {
     // No manifest names a missing object.
     let seqs = check_remote(&*store, &prefix, false).await;
     // Nothing created twice.
-    let creations = creations(&moto);
-    let twice: Vec<_> = creations.iter().filter(|(_, n)| **n > 1).collect();
+    let created = creations(&moto);
+    let twice: Vec<_> = created.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         twice.is_empty(),
         "objects uploaded more than once: {twice:?}"
     );
     assert!(
-        creations.keys().any(|k| k.contains("/segments/")),
+        created.keys().any(|k| k.contains("/segments/")),
         "moto's log shows no segment upload: {} keys",
-        creations.len()
+        created.len()
     );
 
     // Nothing lost, nothing resurrected.
@@ -411,8 +411,31 @@ async fn sigkilled_shipper_restarts_nothing_lost_nothing_twice() {
         acks.uploaded,
         acks.adopted,
         acks.deleted,
-        creations.len()
+        created.len()
     );
     assert!(acks.puts.len() > 100, "too little was acknowledged to test");
+
+    // Control: the request-log check sees a key created twice (a plain overwrite), and not a
+    // refused create.
+    let control = Path::from(format!("{PREFIX}/control"));
+    store.put(&control, common::payload(b"1")).await.unwrap();
+    store.put(&control, common::payload(b"2")).await.unwrap();
+    let refused = store
+        .put_opts(
+            &control,
+            common::payload(b"3"),
+            object_store::PutMode::Create.into(),
+        )
+        .await;
+    assert!(matches!(
+        refused,
+        Err(object_store::Error::AlreadyExists { .. })
+    ));
+    // (moto logs a request as it finishes: give the log a moment)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while creations(&moto).get(control.as_ref()) != Some(&2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(creations(&moto).get(control.as_ref()), Some(&2));
     assert!(!acks.removed.is_empty(), "no remove was acknowledged");
 }
