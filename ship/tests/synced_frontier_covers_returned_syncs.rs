@@ -8,7 +8,8 @@
 //! stops at the unpublished reservation before it, and a copy of the listing cut at its
 //! lengths (exactly what a restore rebuilds) does not hold the acknowledged write. Found by
 //! `ship_restore_after_writers_and_compaction` (about one run in ten with unpaced writers:
-//! writes synced before a round missing from its manifest).
+//! writes synced before a round missing from its manifest), before the shipper's rounds began
+//! to sync until the synced frontier reaches the tail they read first (322cfc4).
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -16,8 +17,9 @@ use std::time::Duration;
 use seglog::{Log, Options};
 
 #[test]
-#[ignore = "engine bug (log/flush.rs sync): the synced frontier stops at an earlier \
-            unpublished reservation, so a returned sync does not cover the caller's write"]
+#[ignore = "fails: Log::synced_frontier's doc promises it, Log::tail_frontier's doc says the \
+            frontier stops at an earlier unpublished reservation; the shipper settles on \
+            tail_frontier instead (322cfc4). Keep until the engine or its doc is one way"]
 fn a_listing_after_a_returned_sync_holds_the_write() {
     let dir = tempfile::tempdir().unwrap();
     let log =
