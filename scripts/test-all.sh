@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 
 # The ship tests (ship/tests) run against moto's S3 server mode on 127.0.0.1 (issue 18); they
-# start and stop it themselves (tests/src/moto.rs). Install it if it is missing.
-if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask, flask_cors' 2>/dev/null; then
+# start and stop it themselves (tests/src/moto.rs: `moto_server`, else `python3 -m
+# moto.server`). Install it if it is missing.
+if ! python3 -c 'import moto, flask, flask_cors' 2>/dev/null; then
   echo "== installing moto[server] (S3-compatible server for the ship tests) =="
   python3 -m pip install --quiet 'moto[server]'
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  python3 -c 'import moto.server'
 fi
-moto_server --help >/dev/null
 
 echo "== workspace tests (release) =="
 cargo test --workspace --release --locked

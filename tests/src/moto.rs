@@ -15,8 +15,9 @@
 //! the test process however that ends (a panic drops the [`Moto`] and kills the group; a
 //! SIGKILL or an abort of the test process kills the server through the death signal).
 //!
-//! `SEGLOG_MOTO_SERVER` names another `moto_server` executable; by default it is looked up on
-//! `PATH`. Install it with `pip install 'moto[server]'` (`scripts/test-all.sh` does).
+//! `SEGLOG_MOTO_SERVER` names another `moto_server` executable; by default `moto_server` is
+//! looked up on `PATH`, and if it is not there, `python3 -m moto.server` is run. Install it
+//! with `pip install 'moto[server]'` (`scripts/test-all.sh` does).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -94,7 +95,7 @@ impl Moto {
                 }
             }
         }
-        panic!("moto_server did not start in 3 attempts; the last:\n{last_failure}")
+        panic!("moto_server did not start in 3 attempts ({INSTALL}); the last:\n{last_failure}")
     }
 
     /// The server's address.
@@ -278,46 +279,62 @@ fn spawn(program: &std::ffi::OsStr, port: u16, log: &std::path::Path) -> Child {
             .expect("the moto spawner thread");
         Mutex::new(tx)
     });
-    let out = std::fs::File::create(log).expect("moto's output file");
-    let err = out.try_clone().expect("moto's output file");
-    let mut command = Command::new(program);
-    command
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .env("PYTHONUNBUFFERED", "1");
-    {
-        use std::os::unix::process::CommandExt;
-        command.process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it runs in the
-        // forked child before exec.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+    // `moto_server`, or the same server as a module of the Python on PATH (pip may put the
+    // script where PATH does not look).
+    let candidates: Vec<(std::ffi::OsString, Vec<&str>)> = if program == "moto_server" {
+        vec![
+            (program.to_owned(), vec![]),
+            ("python3".into(), vec!["-m", "moto.server"]),
+        ]
+    } else {
+        vec![(program.to_owned(), vec![])]
+    };
+    for (candidate, pre_args) in &candidates {
+        let out = std::fs::File::create(log).expect("moto's output file");
+        let err = out.try_clone().expect("moto's output file");
+        let mut command = Command::new(candidate);
+        command
+            .args(pre_args)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env("PYTHONUNBUFFERED", "1");
+        {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it runs in
+            // the forked child before exec.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let (reply, result) = mpsc::channel();
+        spawner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((command, reply))
+            .expect("the moto spawner thread runs");
+        match result.recv().expect("the moto spawner thread answers") {
+            Ok(child) => return child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("starting `{}`: {e}", candidate.to_string_lossy()),
         }
     }
-    let (reply, result) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send((command, reply))
-        .expect("the moto spawner thread runs");
-    match result.recv().expect("the moto spawner thread answers") {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{}` not found: the S3 tests need moto's server mode. Install it with \
-             `pip install 'moto[server]'` (scripts/test-all.sh does), or set SEGLOG_MOTO_SERVER \
-             to its path",
-            program.to_string_lossy()
-        ),
-        Err(e) => panic!("starting `{}`: {e}", program.to_string_lossy()),
-    }
+    panic!(
+        "`{}` not found: {INSTALL}, or set SEGLOG_MOTO_SERVER to its path",
+        program.to_string_lossy()
+    )
 }
+
+/// How to get moto's server, for a failure message.
+const INSTALL: &str = "the S3 tests need moto's server mode: install it with \
+                       `pip install 'moto[server]'` (scripts/test-all.sh does)";
 
 /// One plain HTTP/1.1 request with an empty body; returns the whole response as text.
 fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<String> {
