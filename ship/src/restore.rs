@@ -95,7 +95,11 @@ pub(crate) async fn restore_into(
     loop {
         let Some(manifest) = latest_manifest(store, prefix).await? else {
             return Err(Error::NoManifest {
-                prefix: prefix.to_string(),
+                prefix: if prefix.as_ref().is_empty() {
+                    format!("the root of {store}")
+                } else {
+                    format!("{prefix} in {store}")
+                },
             });
         };
         fresh_dir(build)?;

@@ -154,6 +154,20 @@ fn ship_restore_follow_round_trip_on_local_files() {
     assert_eq!(fourth.objects_uploaded, 0, "{fourth:?}");
     assert!(!fourth.wrote_manifest);
 
+    // Nothing shipped under another prefix, or at the store's root: said, with where it looked.
+    for empty in [Path::from("logs/none"), Path::from("")] {
+        let err = rt
+            .block_on(restore(
+                Arc::clone(&store),
+                &empty,
+                &tmp.path().join("none"),
+            ))
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::NoManifest { .. }), "{err}");
+        assert!(err.to_string().contains("LocalFileSystem"), "{err}");
+        assert!(!tmp.path().join("none").exists());
+    }
+
     // A second restore into a non-empty directory is refused.
     let err = rt
         .block_on(restore(Arc::clone(&store), &prefix, &restored_dir))
