@@ -1,6 +1,6 @@
 //! Controls for the checkers the ship tests rely on (`common/mod.rs`): each is shown failing on
 //! the thing it exists to catch, so a green ship test means something.
-//! - `check_prefix` rejects a synced write that is missing, a removed key that is back, a
+//! - `check_prefix` rejects a write returned before the round that is missing, a removed key that is back, a
 //!   write started after the round that is present, bytes that are no write's, and accepts
 //!   each allowed prefix;
 //! - the auditing store reports a manifest put naming a missing object, a delete of an object
@@ -17,8 +17,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog_ship::{Manifest, ObjectEntry, SegmentEntry};
 
-/// Writer 0: put k0 (op 0), put k1 (op 1), remove k0 (op 2), put k0 (op 3); ops 0-2 synced at
-/// `t0 + 10 ms`, op 3 started at `t0 + 20 ms`, never synced.
+/// Writer 0: put k0 (op 0), put k1 (op 1), remove k0 (op 2), put k0 (op 3); ops 0-2 returned at
+/// `t0 + 6..8 ms` and synced at 10 ms, op 3 started at 20 ms, returned at 21, never synced.
 fn history(t0: Instant) -> History {
     let at = |ms| t0 + Duration::from_millis(ms);
     vec![vec![
@@ -26,24 +26,28 @@ fn history(t0: Instant) -> History {
             key: 0,
             put: Some(10),
             started: at(0),
+            returned: Some(at(6)),
             synced: Some(at(10)),
         },
         Op {
             key: 1,
             put: Some(20),
             started: at(1),
+            returned: Some(at(7)),
             synced: Some(at(10)),
         },
         Op {
             key: 0,
             put: None,
             started: at(2),
+            returned: Some(at(8)),
             synced: Some(at(10)),
         },
         Op {
             key: 0,
             put: Some(30),
             started: at(20),
+            returned: Some(at(21)),
             synced: None,
         },
     ]]
@@ -61,14 +65,14 @@ fn check_prefix_accepts_allowed_prefixes_and_rejects_the_rest() {
     let t0 = Instant::now();
     let h = history(t0);
     let ms = |n| t0 + Duration::from_millis(n);
-    // A round that started after the sync and ended before op 3: exactly ops 0-2.
+    // A round that started after ops 0-2 returned and ended before op 3: exactly ops 0-2.
     let exact = state(&[(1, 1, 20)]);
     assert_eq!(check_prefix(&exact, &h, ms(15), ms(19)), Ok(vec![3]));
     // A round that ended after op 3 started: ops 0-2 or 0-3.
     let with_op3 = state(&[(0, 3, 30), (1, 1, 20)]);
     assert_eq!(check_prefix(&with_op3, &h, ms(15), ms(25)), Ok(vec![4]));
     assert_eq!(check_prefix(&exact, &h, ms(15), ms(25)), Ok(vec![3]));
-    // A round before the sync: any prefix up to op 2, e.g. nothing at all, or ops 0-1.
+    // A round before ops 0-2 returned: any prefix up to op 2, e.g. nothing at all, or ops 0-1.
     assert_eq!(
         check_prefix(&BTreeMap::new(), &h, ms(5), ms(19)),
         Ok(vec![0])
@@ -78,9 +82,9 @@ fn check_prefix_accepts_allowed_prefixes_and_rejects_the_rest() {
         Ok(vec![2])
     );
 
-    // A synced write missing.
+    // A write returned before the round missing.
     assert!(check_prefix(&BTreeMap::new(), &h, ms(15), ms(19)).is_err());
-    // A synced remove undone: k0 is back with op 0's value.
+    // A remove returned before the round undone: k0 is back with op 0's value.
     assert!(check_prefix(&state(&[(0, 0, 10), (1, 1, 20)]), &h, ms(15), ms(19)).is_err());
     // A write started after the round present.
     assert!(check_prefix(&with_op3, &h, ms(15), ms(19)).is_err());

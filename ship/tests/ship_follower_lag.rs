@@ -11,7 +11,7 @@
 //! test asserts lag <= interval + the apply in progress + its own apply + 100 ms of scheduling
 //! slack, prints every figure, and says how many manifests were within "interval + one apply".
 //!
-//! Each applied manifest's state is checked on the follower's log (every write synced before
+//! Each applied manifest's state is checked on the follower's log (every write returned before
 //! its round, nothing after it), every get returns the exact bytes of a put of that key, a
 //! key's version never goes back, and at the end the follower (driven by `run_until`) holds
 //! exactly the leader's state.
@@ -141,9 +141,9 @@ async fn follower_stays_within_an_interval_and_serves_exact_gets() {
             let rounds = shipping
                 .wait_for_manifest(seq, Duration::from_secs(10))
                 .await;
-            let (synced_before, started_before) = common::manifest_bounds(&rounds, seq).unwrap();
+            let (returned_before, started_before) = common::manifest_bounds(&rounds, seq).unwrap();
             let state = common::state_of(&follower.log());
-            check_prefix(&state, &writers.history(), synced_before, started_before)
+            check_prefix(&state, &writers.history(), returned_before, started_before)
                 .unwrap_or_else(|e| panic!("follower at manifest {seq}: {e}"));
         }
         previous_poll = took;

@@ -6,7 +6,7 @@
 //! deleted, and no object is created twice.
 //!
 //! 1. The shipper stops while the writers go on. The restored log is the state of each
-//!    writer's keys after a prefix of its writes holding every write synced before the last
+//!    writer's keys after a prefix of its writes holding every write returned before the last
 //!    manifest's round and none started after it: exact bytes, nothing removed back, nothing
 //!    later there.
 //! 2. The log syncs and ships once more: the restored log is exactly the log's final state.
@@ -101,7 +101,7 @@ async fn ship_writers_and_compaction_then_restore(store: Arc<dyn ObjectStore>, w
     tokio::time::sleep(Duration::from_millis(300)).await;
     let history = writers.stop();
     let last = rounds.last().expect("at least one round").report.manifest;
-    let (synced_before, started_before) =
+    let (returned_before, started_before) =
         common::manifest_bounds(&rounds, last).expect("the last manifest was published");
     let later = history
         .iter()
@@ -119,7 +119,7 @@ async fn ship_writers_and_compaction_then_restore(store: Arc<dyn ObjectStore>, w
     assert_eq!(report.manifest, last);
     let restored = Log::open_with(&first, Options::default().read_only(true)).unwrap();
     let state = common::state_of(&restored);
-    let prefixes = match check_prefix(&state, &history, synced_before, started_before) {
+    let prefixes = match check_prefix(&state, &history, returned_before, started_before) {
         Ok(prefixes) => prefixes,
         Err(e) => {
             let _ = log.sync();

@@ -4,7 +4,7 @@
 //! each reading through a store that makes every read 150 ms slower, so a restore spans several
 //! rounds and the garbage collection of objects it was about to read (it then starts over from
 //! the newest manifest). Each restored log opens and holds a state the log was in: every write
-//! synced before the round of the manifest it restored, exact bytes, nothing removed back,
+//! returned before the round of the manifest it restored (guarantee 13), exact bytes, nothing removed back,
 //! nothing written after that round.
 //!
 //! Sizes: at least `SEGLOG_SHIP_RESTORES` (default 4) restores, for at least
@@ -92,7 +92,7 @@ async fn restores_during_shipping_hold_a_state_the_log_was_in() {
         if newest > report.manifest {
             superseded += 1;
         }
-        let (synced_before, started_before) =
+        let (returned_before, started_before) =
             common::manifest_bounds(&rounds, report.manifest).unwrap();
         let history = writers.history();
         let restored = Log::open_with(&dest, Options::default().read_only(true))
@@ -103,7 +103,7 @@ async fn restores_during_shipping_hold_a_state_the_log_was_in() {
             "restore {i}: a read-only open's frontier is the end of what was restored"
         );
         let state = common::state_of(&restored);
-        let prefixes = check_prefix(&state, &history, synced_before, started_before)
+        let prefixes = check_prefix(&state, &history, returned_before, started_before)
             .unwrap_or_else(|e| panic!("restore {i} of manifest {}: {e}", report.manifest));
         eprintln!(
             "restore {i}: manifest {} ({} objects, {} bytes) in {took:?}, newest then {newest}, \

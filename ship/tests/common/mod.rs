@@ -125,6 +125,8 @@ pub struct Op {
     pub put: Option<usize>,
     /// When the writer started it.
     pub started: Instant,
+    /// When it had returned (None: still running).
+    pub returned: Option<Instant>,
     /// When a `sync` that started after it returned had returned (None: not synced yet).
     pub synced: Option<Instant>,
 }
@@ -271,6 +273,7 @@ fn write(log: &Log, writer: u64, config: &WriterConfig, stop: &AtomicBool, ops: 
             key,
             put,
             started: Instant::now(),
+            returned: None,
             synced: None,
         });
         match put {
@@ -282,6 +285,11 @@ fn write(log: &Log, writer: u64, config: &WriterConfig, stop: &AtomicBool, ops: 
                 log.remove(&key_of(writer, key)).expect("remove");
             }
         }
+        ops.lock()
+            .unwrap()
+            .last_mut()
+            .expect("pushed above")
+            .returned = Some(Instant::now());
         seq += 1;
         unsynced += 1;
         if unsynced >= config.sync_every {
@@ -325,16 +333,17 @@ pub fn final_state(history: &History) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 /// Checks that `state` (a restored log's contents) is the state of the writers' keys after a
-/// prefix of each writer's operations that holds every operation synced before `synced_before`
-/// and none started at or after `started_before`: every write synced before the manifest's
-/// round is there with exact bytes, nothing removed before it is back, nothing written after
-/// it is there, and nothing is half of one write and half of another. Returns, per writer, the
-/// length of the prefix found.
+/// prefix of each writer's operations that holds every operation that returned before
+/// `returned_before` (the start of the manifest's round: guarantee 13 of docs/durability.md,
+/// the round syncs them itself) and none started at or after `started_before`: every write
+/// acknowledged before the round is there with exact bytes, nothing removed before it is back,
+/// nothing written after it is there, and nothing is half of one write and half of another.
+/// Returns, per writer, the length of the prefix found.
 #[allow(clippy::needless_range_loop)] // k is the prefix length, not only an index
 pub fn check_prefix(
     state: &BTreeMap<Vec<u8>, Vec<u8>>,
     history: &History,
-    synced_before: Instant,
+    returned_before: Instant,
     started_before: Instant,
 ) -> Result<Vec<usize>, String> {
     // Each present key names the write it holds.
@@ -372,7 +381,7 @@ pub fn check_prefix(
     for (writer, ops) in history.iter().enumerate() {
         let lo = ops
             .iter()
-            .rposition(|op| op.synced.is_some_and(|t| t < synced_before))
+            .rposition(|op| op.returned.is_some_and(|t| t < returned_before))
             .map_or(0, |i| i + 1);
         let hi = ops
             .iter()
@@ -380,7 +389,7 @@ pub fn check_prefix(
             .unwrap_or(ops.len());
         if lo > hi {
             return Err(format!(
-                "writer {writer}: {lo} writes synced before the round but only {hi} started \
+                "writer {writer}: {lo} writes returned before the round but only {hi} started \
                  before it ended (the clock went backwards?)"
             ));
         }
@@ -409,8 +418,8 @@ pub fn check_prefix(
             mismatched = mismatched + usize::from(after) - usize::from(before);
         }
         let Some(k) = found else {
-            // Say what is wrong at the lowest allowed prefix, the state every synced write
-            // makes.
+            // Say what is wrong at the lowest allowed prefix, the state every write returned
+            // before the round makes.
             let mut model: HashMap<u64, u64> = HashMap::new();
             for (i, op) in ops[..lo].iter().enumerate() {
                 match op.put {
@@ -425,7 +434,7 @@ pub fn check_prefix(
                 .take(5)
                 .map(|key| {
                     format!(
-                        "key {key}: synced state write {:?}, restored write {:?}",
+                        "key {key}: acknowledged state write {:?}, restored write {:?}",
                         model.get(key),
                         present.get(key)
                     )
@@ -434,7 +443,7 @@ pub fn check_prefix(
             wrong.dedup();
             return Err(format!(
                 "writer {writer}: the restored keys are the state after no prefix of its writes \
-                 from {lo} (synced before the round) to {hi} (started before it ended); e.g. \
+                 from {lo} (returned before the round) to {hi} (started before it ended); e.g. \
                  {wrong:?}"
             ));
         };
@@ -454,21 +463,21 @@ pub struct Round {
     pub report: seglog_ship::ShipReport,
 }
 
-/// The bounds of manifest `seq` from the rounds that reported it: every write synced before
+/// The bounds of manifest `seq` from the rounds that reported it: every write returned before
 /// the start of the latest round that reported it is in it (a round that changed nothing
-/// reports the manifest it found, which then holds everything synced before that round), and
-/// no write started after the end of the round that published it. `None` if no round
+/// reports the manifest it found, which then holds everything returned before that round),
+/// and no write started after the end of the round that published it. `None` if no round
 /// published it.
 pub fn manifest_bounds(rounds: &[Round], seq: u64) -> Option<(Instant, Instant)> {
     let published = rounds
         .iter()
         .find(|r| r.report.wrote_manifest && r.report.manifest == seq)?;
-    let synced_before = rounds
+    let returned_before = rounds
         .iter()
         .filter(|r| r.report.manifest == seq)
         .map(|r| r.started)
         .max()?;
-    Some((synced_before, published.ended))
+    Some((returned_before, published.ended))
 }
 
 // ---------------------------------------------------------------------------------------------
