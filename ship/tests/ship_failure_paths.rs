@@ -411,3 +411,78 @@ async fn refused_connections_are_a_clear_error_and_write_nothing() {
     let violations = audited.violations();
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// Two logs shipped to one prefix: the second is refused (Conflict or Mismatch), never
+/// publishes, and the first's copy stays whole (upload.rs: "Two different logs shipping to one
+/// prefix are caught by the manifest").
+///
+/// FAILS today: a second log with the same segment size and a frontier past the manifest's is
+/// taken for the first. Its round reuses the previous manifest's entries for the sealed segment
+/// ids both logs have (`Some(o) if o.sealed => o.parts[0].clone()` in shipper.rs) and publishes
+/// manifest 2 naming the first log's segments 0-1 and its own later ones: restored, the prefix
+/// holds 500 of the first log's keys and 400 of the second's 900.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug in ship/src/shipper.rs: a second log on the prefix publishes a manifest mixing \
+            both logs' segments (no identity check of the segments a manifest names)"]
+async fn a_second_log_on_the_same_prefix_is_refused() {
+    let _watchdog = common::watchdog("two_logs", Duration::from_secs(60));
+    let moto = Moto::start();
+    let store = moto.store();
+    let prefix = Path::from("shared");
+    let work = tempfile::tempdir().unwrap();
+    let first = Arc::new(Log::open_with(work.path().join("a"), options()).unwrap());
+    let state = write(&first, 0, 600);
+    let mut shipper = Shipper::new(
+        Arc::clone(&first),
+        Arc::clone(&store),
+        prefix.clone(),
+        ship_options(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(shipper.ship_once().await.unwrap().manifest, 1);
+
+    // Another log, further along (so its frontier is not behind the manifest's).
+    let second = Arc::new(Log::open_with(work.path().join("b"), options()).unwrap());
+    write(&second, 10_000, 900);
+    assert!(second.synced_frontier() > first.synced_frontier());
+    let refused = match Shipper::new(
+        Arc::clone(&second),
+        Arc::clone(&store),
+        prefix.clone(),
+        ship_options(),
+    )
+    .await
+    {
+        Err(e) => e,
+        Ok(mut other) => other.ship_once().await.unwrap_err(),
+    };
+    assert!(
+        matches!(refused, Error::Conflict { .. } | Error::Mismatch { .. }),
+        "{refused:?}"
+    );
+    assert!(!refused.is_transient());
+    eprintln!("the second log: {refused}");
+    assert_eq!(manifest_seqs(&*store, &prefix).await, vec![1]);
+    check_remote(&*store, &prefix, false).await;
+    assert_eq!(
+        restored(&store, &prefix, work.path(), "restored").await,
+        state
+    );
+
+    // A log with another segment size is refused before it uploads anything.
+    let third = Arc::new(
+        Log::open_with(
+            work.path().join("c"),
+            Options::default().segment_bytes(1 << 20),
+        )
+        .unwrap(),
+    );
+    write(&third, 20_000, 2000);
+    let before = objects(&*store, &prefix).await;
+    let err = Shipper::new(third, Arc::clone(&store), prefix.clone(), ship_options())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+    assert_eq!(objects(&*store, &prefix).await, before);
+}
