@@ -228,6 +228,24 @@ async fn follower_stays_within_an_interval_and_serves_exact_gets() {
         "the follower's final state differs from the leader's"
     );
     assert_eq!(follower.synced(), leader.synced_frontier());
+    // Segments compaction retired were dropped: the follower's directory holds exactly the
+    // segments of the last manifest.
+    assert!(
+        leader.stats().compaction.segments_reclaimed > 0,
+        "no compaction to follow"
+    );
+    let newest = seglog_ship::latest_manifest(&*store, &prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    let named: Vec<u64> = newest.segments.iter().map(|s| s.id).collect();
+    let mut on_disk: Vec<u64> =
+        seglog_tests::files_with_extension(&work.path().join("follower"), "seg")
+            .iter()
+            .map(|p| u64::from_str_radix(p.file_stem().unwrap().to_str().unwrap(), 16).unwrap())
+            .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, named, "the follower's segment files");
     let violations = audited.violations();
     assert!(violations.is_empty(), "{violations:#?}");
 
