@@ -42,8 +42,8 @@ use crate::kv::Log;
 use crate::log::SegmentLease;
 use crate::segment::FIRST_RECORD_OFFSET;
 
-/// The synced frontier: everything before `offset` in segment `segment` (and every segment
-/// below it) is published and durable.
+/// A position in the log, as a segment and an offset in it: the synced frontier (everything
+/// before it is published and durable) or the tail ([`Log::tail_frontier`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct SyncedFrontier {
     /// The segment the frontier is in.
@@ -207,9 +207,12 @@ impl Log {
         SyncedFrontier { segment, offset }
     }
 
-    /// The synced frontier: every record before it is published and durable, so every write
-    /// acknowledged by a [`Log::sync`] that has returned lies below it. Only moves forward. For a
-    /// log opened read-only, which never syncs, it is the end of the log recovery found.
+    /// The synced frontier: every record before it is published and durable. Only moves
+    /// forward. It is the *published* frontier of the last [`Log::sync`], so it can stop short
+    /// of a record that sync made durable: when a reservation before that record was still
+    /// being written, the frontier stops at it (see [`Log::tail_frontier`] for how to wait
+    /// until it covers a write). For a log opened read-only, which never syncs, it is the end
+    /// of the log recovery found.
     pub fn synced_frontier(&self) -> SyncedFrontier {
         let log = self.append_log();
         let position = if log.is_read_only() {

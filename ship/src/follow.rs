@@ -19,10 +19,13 @@
 //! directory state, since every step above is idempotent.
 //!
 //! # Lag
-//! A follower polling every interval `i` applies a manifest at most `i` plus one apply (the
-//! downloads, and a read-only open of the whole log) after it is published. A leader shipping
-//! every interval `i` publishes a synced write at most `i` plus one round later, so a read on
-//! the follower sees a write at most about two intervals after the leader's `sync` returned.
+//! A follower polling every interval `i` applies a manifest at most `i` plus two applies (an
+//! apply is the downloads and a read-only open of the whole log) after it is published: a
+//! manifest published just after a poll read the previous one waits for that apply, the
+//! interval, then its own apply (`ship/tests/ship_follower_lag.rs` measures it: 40-410 ms at a
+//! 200 ms interval). A leader shipping every interval `i` publishes a write at most `i` plus one
+//! round after it returned, so a read on the follower sees a write about two intervals plus
+//! two applies after the leader's write returned.
 //!
 //! # After a crash
 //! The directory is a cache of the remote log, not a log of its own: it is not fsynced, and

@@ -51,6 +51,11 @@ pub struct SegmentEntry {
     pub id: u64,
     /// Sealed (one object, final) or the frontier's segment (byte ranges up to the frontier).
     pub sealed: bool,
+    /// The CRC-32C the segment file's header ends with (it covers the header's id, size and
+    /// the salt drawn at random when the file was created): which segment `id` this is. A shipper taking up a
+    /// prefix checks it against its own files, so another log's segment with the same id is
+    /// never taken for its own.
+    pub header_crc32c: u32,
     /// The segment's bytes, as contiguous ranges from offset 0; zeros after the last.
     pub parts: Vec<ObjectEntry>,
     /// Its hint, if one was shipped.

@@ -110,6 +110,9 @@ pub struct ShipReport {
     pub objects_adopted: u64,
     /// Objects and old manifests deleted as garbage.
     pub objects_deleted: u64,
+    /// Collecting garbage failed after the manifest was published (the store refused a list or
+    /// a delete); the next round that publishes a manifest collects it.
+    pub garbage_left: bool,
 }
 
 type ProgressFn = Box<dyn Fn(&Progress) + Send + Sync>;
@@ -250,6 +253,9 @@ impl Shipper {
                 });
             }
         }
+        if let Some(m) = &last {
+            self.check_identity(m).await?;
+        }
         let mut found = HashMap::new();
         for dir in ["segments", "tail"] {
             let dir = at(&self.prefix, dir);
@@ -273,6 +279,28 @@ impl Shipper {
         self.last = last;
         self.found = found;
         self.stale = false;
+        Ok(())
+    }
+
+    /// Checks that every segment `manifest` names and this log still has is the same segment
+    /// (by its header's CRC, which covers the random salt it was created with): another log's
+    /// manifest is refused before anything of it is reused.
+    async fn check_identity(&self, manifest: &Manifest) -> Result<()> {
+        let log = Arc::clone(&self.log);
+        let files = log.segment_files()?;
+        for file in files.segments() {
+            let Some(entry) = manifest.segments.iter().find(|s| s.id == file.id) else {
+                continue;
+            };
+            if header_crc(&file.path).await? != entry.header_crc32c {
+                return Err(Error::Mismatch {
+                    reason: format!(
+                        "segment {} of this log is not the segment {} that manifest {} names                          (their headers differ): another log was shipped to this prefix; ship to                          a new one",
+                        file.id, file.id, manifest.seq
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -323,9 +351,14 @@ impl Shipper {
         let mut progress = Progress::default();
         for (index, file) in files.segments().iter().enumerate() {
             let old = previous.get(&file.id);
+            let header_crc32c = match old {
+                Some(o) => o.header_crc32c,
+                None => header_crc(&file.path).await?,
+            };
             let mut entry = SegmentEntry {
                 id: file.id,
                 sealed: file.sealed,
+                header_crc32c,
                 parts: Vec::new(),
                 hint: None,
             };
@@ -460,7 +493,13 @@ impl Shipper {
         report.manifest = manifest.seq;
         report.wrote_manifest = true;
         let previous = self.last.replace(manifest);
-        report.objects_deleted = self.collect_garbage(previous).await?;
+        // The manifest is published: a failure to collect garbage now fails nothing (the next
+        // manifest's collection deletes it too), unless it found a second shipper.
+        match self.collect_garbage(previous, &mut report).await {
+            Ok(()) => {}
+            Err(e @ Error::Conflict { .. }) => return Err(e),
+            Err(_) => report.garbage_left = true,
+        }
         Ok(report)
     }
 
@@ -539,8 +578,12 @@ impl Shipper {
     }
 
     /// Deletes the manifests older than `previous`, then every object neither it nor the newest
-    /// manifest names. Returns how many it deleted.
-    async fn collect_garbage(&mut self, previous: Option<Manifest>) -> Result<u64> {
+    /// manifest names, counting them in `report`.
+    async fn collect_garbage(
+        &mut self,
+        previous: Option<Manifest>,
+        report: &mut ShipReport,
+    ) -> Result<()> {
         let newest = self
             .last
             .as_ref()
@@ -556,9 +599,8 @@ impl Shipper {
                     .into(),
             });
         }
-        let mut deleted = 0;
         for &seq in seqs.iter().filter(|&&seq| seq + 1 < newest.seq) {
-            deleted += self.delete(&Manifest::path(&self.prefix, seq)).await?;
+            report.objects_deleted += self.delete(&Manifest::path(&self.prefix, seq)).await?;
         }
         let keep: HashSet<&str> = newest
             .entries()
@@ -581,10 +623,10 @@ impl Shipper {
             }
         }
         for path in garbage {
-            deleted += self.delete(&path).await?;
+            report.objects_deleted += self.delete(&path).await?;
         }
         self.found.clear();
-        Ok(deleted)
+        Ok(())
     }
 
     async fn delete(&self, path: &Path) -> Result<u64> {
@@ -634,6 +676,15 @@ impl Shipper {
         }
         self.ship_once().await.map(|_| ())
     }
+}
+
+/// A segment file's header CRC: the CRC-32C the header ends with, over everything before it
+/// (id, size and the random salt). (A CRC of the whole header would be the same for every
+/// header: a CRC over bytes followed by their own CRC is a constant.)
+async fn header_crc(path: &std::path::Path) -> Result<u32> {
+    let header = read_range(path, 0, seglog_format::SEGMENT_HEADER_BYTES as u64).await?;
+    let crc = &header[seglog_format::SEGMENT_HEADER_BYTES - 4..];
+    Ok(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]))
 }
 
 /// The wait before retrying after `failures` failed rounds in a row.

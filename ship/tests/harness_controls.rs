@@ -127,6 +127,7 @@ async fn the_auditing_store_reports_each_protocol_violation() {
             .map(|(i, (key, len))| SegmentEntry {
                 id: i as u64,
                 sealed: true,
+                header_crc32c: 0,
                 parts: vec![entry(key, *len)],
                 hint: None,
             })

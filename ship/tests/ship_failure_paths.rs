@@ -416,14 +416,12 @@ async fn refused_connections_are_a_clear_error_and_write_nothing() {
 /// publishes, and the first's copy stays whole (upload.rs: "Two different logs shipping to one
 /// prefix are caught by the manifest").
 ///
-/// FAILS today: a second log with the same segment size and a frontier past the manifest's is
-/// taken for the first. Its round reuses the previous manifest's entries for the sealed segment
-/// ids both logs have (`Some(o) if o.sealed => o.parts[0].clone()` in shipper.rs) and publishes
-/// manifest 2 naming the first log's segments 0-1 and its own later ones: restored, the prefix
-/// holds 500 of the first log's keys and 400 of the second's 900.
+/// It failed before manifests carried each segment's header CRC: a second log with the same
+/// segment size and a frontier past the manifest's was taken for the first, its round reused the
+/// previous manifest's entries for the sealed ids both logs have and published manifest 2
+/// naming the first log's segments 0-1 and its own later ones (restored: 500 of the first log's
+/// keys and 400 of the second's 900).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug in ship/src/shipper.rs: a second log on the prefix publishes a manifest mixing \
-            both logs' segments (no identity check of the segments a manifest names)"]
 async fn a_second_log_on_the_same_prefix_is_refused() {
     let _watchdog = common::watchdog("two_logs", Duration::from_secs(60));
     let moto = Moto::start();
