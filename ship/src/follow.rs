@@ -4,19 +4,13 @@
 //! # Applying a manifest
 //! The follower's directory holds the log of the manifest it applied, and a [`Log`] opened
 //! read-only on it serves reads. To apply a newer manifest it brings the directory to the new
-//! manifest's files without touching a byte the open log reads:
-//! - a segment new to it is downloaded under a temporary name and renamed into place, and so is
-//!   a segment that was the frontier's and is now sealed (rename replaces the name; the open
-//!   log keeps the old file mapped);
-//! - the frontier's segment gains its new ranges, written past the old frontier, where the
-//!   open log never reads (its tail is the old frontier);
-//! - a segment the new manifest no longer names (compaction retired it) is unlinked, which an
-//!   open mapping survives.
-//!
-//! Then it opens the directory read-only again (recovery, with the hints) and swaps the new
-//! log in; readers holding the old one finish on it. An object that vanishes meanwhile (the
-//! shipper collected it) sends the apply to the newest manifest, which it reaches from the same
-//! directory state, since every step above is idempotent.
+//! manifest's files without touching a byte the open log reads (`mirror.rs`, shared with
+//! restore: new and newly sealed segments are downloaded under a temporary name and renamed in,
+//! the frontier's segment gets its new ranges past its old end, retired segments are
+//! unlinked), then opens the directory read-only again (recovery, with the hints) and swaps the
+//! new log in; readers holding the old one finish on it. An object that vanishes meanwhile (the
+//! shipper collected it) sends the apply on to the newest manifest, from what is already in
+//! place.
 //!
 //! # Lag
 //! A follower polling every interval `i` applies a manifest at most `i` plus two applies (an
@@ -34,17 +28,17 @@
 
 use std::future::Future;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog::{Log, Options, SyncedFrontier};
-use seglog_format::LogFile;
 
-use crate::error::{Error, Result};
-use crate::manifest::{Manifest, SegmentEntry, latest_manifest};
-use crate::restore::{Tracker, fetch, restore_to, write_parts, write_segment};
+use crate::error::Result;
+use crate::manifest::latest_manifest;
+use crate::mirror::{Held, bring_to};
+use crate::restore::{Tracker, restore_to};
 use crate::shipper::{Progress, backoff};
 use crate::upload::blocking;
 
@@ -54,10 +48,16 @@ pub struct Follower {
     prefix: Path,
     dir: PathBuf,
     interval: Duration,
-    /// The manifest the directory holds; held across an apply, so applies never overlap.
-    applied: tokio::sync::Mutex<Manifest>,
+    /// What the directory holds; locked across an apply, so applies never overlap.
+    applied: tokio::sync::Mutex<Applied>,
     /// The log serving reads, its manifest's seq and frontier.
     current: RwLock<Current>,
+}
+
+/// The directory's state: the last manifest applied whole, and each segment as written.
+struct Applied {
+    seq: u64,
+    held: Held,
 }
 
 #[derive(Clone)]
@@ -100,7 +100,16 @@ impl Follower {
             prefix,
             dir: dir.to_path_buf(),
             interval,
-            applied: tokio::sync::Mutex::new(manifest),
+            applied: tokio::sync::Mutex::new(Applied {
+                seq: manifest.seq,
+                held: Mutex::new(
+                    manifest
+                        .segments
+                        .iter()
+                        .map(|s| (s.id, s.clone()))
+                        .collect(),
+                ),
+            }),
             current: RwLock::new(current),
         })
     }
@@ -139,6 +148,8 @@ impl Follower {
     pub async fn poll(&self) -> Result<bool> {
         let mut applied = self.applied.lock().await;
         let mut attempts = 0;
+        let quiet = |_: &Progress| {};
+        let tracker = Tracker::new(Progress::default(), &quiet);
         let latest = loop {
             let Some(latest) = latest_manifest(&*self.store, &self.prefix).await? else {
                 return Ok(false);
@@ -146,7 +157,19 @@ impl Follower {
             if latest.seq <= applied.seq {
                 return Ok(false);
             }
-            match self.apply(&applied, &latest).await {
+            // `held` follows the directory even when this fails midway, so the next attempt
+            // (or poll) redoes only what differs.
+            let store = &*self.store;
+            match bring_to(
+                store,
+                &self.prefix,
+                &self.dir,
+                &applied.held,
+                &latest,
+                &tracker,
+            )
+            .await
+            {
                 Ok(()) => break latest,
                 Err(e) if e.is_not_found() && attempts < 8 => attempts += 1,
                 Err(e) => return Err(e),
@@ -162,87 +185,8 @@ impl Follower {
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = current;
-        *applied = latest;
+        applied.seq = latest.seq;
         Ok(true)
-    }
-
-    /// Brings the directory from `old`'s files to `new`'s.
-    async fn apply(&self, old: &Manifest, new: &Manifest) -> Result<()> {
-        let store = &*self.store;
-        let quiet = |_: &Progress| {};
-        let tracker = Tracker::new(Progress::default(), &quiet);
-        for segment in &new.segments {
-            let before = old.segments.iter().find(|s| s.id == segment.id);
-            let path = self.dir.join(LogFile::Segment(segment.id).name());
-            match before {
-                Some(b) if b.parts == segment.parts => {}
-                Some(b) if !b.sealed && !segment.sealed && segment.parts.starts_with(&b.parts) => {
-                    // The frontier's segment grew: write the new ranges past the old frontier.
-                    let file = {
-                        let path = path.clone();
-                        blocking(&path.clone(), move || {
-                            std::fs::OpenOptions::new()
-                                .write(true)
-                                .open(&path)
-                                .map(Arc::new)
-                                .map_err(|e| Error::io(&path, e))
-                        })
-                        .await?
-                    };
-                    let fresh = &segment.parts[b.parts.len()..];
-                    write_parts(store, &self.prefix, &file, fresh, &path, &tracker).await?;
-                }
-                _ => {
-                    let tmp = self
-                        .dir
-                        .join(format!("{}.follow", LogFile::Segment(segment.id).name()));
-                    write_segment(store, &self.prefix, new, &segment.parts, &tmp, &tracker).await?;
-                    rename(&tmp, &path)?;
-                }
-            }
-            self.apply_hint(before, segment).await?;
-        }
-        for gone in old
-            .segments
-            .iter()
-            .filter(|s| !new.segments.iter().any(|n| n.id == s.id))
-        {
-            for name in [
-                LogFile::Segment(gone.id).name(),
-                LogFile::Hint(gone.id).name(),
-            ] {
-                let path = self.dir.join(name);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path, e)),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Downloads `segment`'s hint if the directory does not hold it yet.
-    async fn apply_hint(
-        &self,
-        before: Option<&SegmentEntry>,
-        segment: &SegmentEntry,
-    ) -> Result<()> {
-        let Some(hint) = &segment.hint else {
-            return Ok(());
-        };
-        if before.and_then(|b| b.hint.as_ref()) == Some(hint) {
-            return Ok(());
-        }
-        let bytes = fetch(&*self.store, &self.prefix, hint).await?;
-        let path = self.dir.join(LogFile::Hint(segment.id).name());
-        let tmp = self.dir.join(LogFile::HintTmp(segment.id).name());
-        let write_tmp = tmp.clone();
-        blocking(&tmp, move || {
-            std::fs::write(&write_tmp, &bytes).map_err(|e| Error::io(&write_tmp, e))
-        })
-        .await?;
-        rename(&tmp, &path)
     }
 
     /// Polls every interval until `stop` completes. A poll that fails on an error a retry may
@@ -273,10 +217,6 @@ impl Follower {
             }
         }
     }
-}
-
-fn rename(from: &FsPath, to: &FsPath) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
 }
 
 async fn open_read_only(dir: &FsPath) -> Result<Arc<Log>> {

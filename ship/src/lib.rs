@@ -18,6 +18,7 @@
 mod error;
 mod follow;
 mod manifest;
+mod mirror;
 mod restore;
 mod shipper;
 mod upload;

@@ -6,7 +6,8 @@
 //! against its manifest's length and CRC-32C; then every file and the directory are fsynced and
 //! it is renamed to `dest`. A restore killed midway leaves no `dest`; the next one removes the
 //! leftover. An object that disappears while it is read (a newer manifest made it garbage and a
-//! shipper collected it) sends the restore back to the newest manifest.
+//! shipper collected it) sends the restore on to the newest manifest, keeping every segment
+//! already written that the newest still names (`mirror.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -14,14 +15,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog::SyncedFrontier;
-use seglog_format::LogFile;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ObjectEntry, at, latest_manifest};
+use crate::mirror::{Held, bring_to, to_download};
 use crate::shipper::Progress;
 use crate::upload::blocking;
 
@@ -84,34 +84,60 @@ pub(crate) async fn restore_to(
 }
 
 /// Downloads the newest manifest's log into the directory `build` (created, or emptied if it
-/// exists), durably. Starts over from the newest manifest if an object vanishes meanwhile.
+/// exists), durably. If an object vanishes meanwhile (a newer manifest made it garbage), goes on
+/// toward the newest manifest from the segments already in place (`mirror.rs`).
 pub(crate) async fn restore_into(
     store: &dyn ObjectStore,
     prefix: &Path,
     build: &FsPath,
     on_progress: &(dyn Fn(&Progress) + Send + Sync),
 ) -> Result<(Manifest, RestoreReport)> {
+    let no_manifest = || Error::NoManifest {
+        prefix: if prefix.as_ref().is_empty() {
+            format!("the root of {store}")
+        } else {
+            format!("{prefix} in {store}")
+        },
+    };
+    // Before anything is created: nothing shipped there leaves nothing behind.
+    let mut manifest = latest_manifest(store, prefix)
+        .await?
+        .ok_or_else(no_manifest)?;
+    fresh_dir(build)?;
+    let have = Held::default();
+    let tracker = Tracker::new(Progress::default(), on_progress);
     let mut attempts = 0;
     loop {
-        let Some(manifest) = latest_manifest(store, prefix).await? else {
-            return Err(Error::NoManifest {
-                prefix: if prefix.as_ref().is_empty() {
-                    format!("the root of {store}")
-                } else {
-                    format!("{prefix} in {store}")
-                },
-            });
-        };
-        fresh_dir(build)?;
-        match download(store, prefix, &manifest, build, on_progress).await {
-            Ok(report) => return Ok((manifest, report)),
+        let (objects, bytes) = to_download(&have, &manifest);
+        tracker.add_total(objects, bytes);
+        match bring_to(store, prefix, build, &have, &manifest, &tracker).await {
+            Ok(()) => break,
             Err(e) if e.is_not_found() && attempts < 8 => attempts += 1,
             Err(e) => {
                 let _ = fs::remove_dir_all(build);
                 return Err(e);
             }
         }
+        manifest = match latest_manifest(store, prefix).await {
+            Ok(Some(newest)) => newest,
+            Ok(None) => {
+                let _ = fs::remove_dir_all(build);
+                return Err(no_manifest());
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(build);
+                return Err(e);
+            }
+        };
     }
+    let progress = tracker.progress();
+    let report = RestoreReport {
+        manifest: manifest.seq,
+        synced: manifest.synced(),
+        objects: progress.objects_done,
+        bytes: progress.bytes_done,
+    };
+    Ok((manifest, report))
 }
 
 /// Counts finished objects and reports them; shared by concurrent downloads.
@@ -128,7 +154,17 @@ impl<'a> Tracker<'a> {
         }
     }
 
-    fn done(&self, bytes: u64) {
+    /// Adds work found to do (a restore that goes on toward a newer manifest).
+    pub(crate) fn add_total(&self, objects: u64, bytes: u64) {
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        progress.objects_total += objects;
+        progress.bytes_total += bytes;
+    }
+
+    pub(crate) fn done(&self, bytes: u64) {
         let mut progress = self
             .progress
             .lock()
@@ -138,68 +174,12 @@ impl<'a> Tracker<'a> {
         (self.on_progress)(&progress);
     }
 
-    fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         *self
             .progress
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// Segments downloaded at once by a restore (each part is held in memory while it is written).
-const DOWNLOADS_IN_FLIGHT: usize = 4;
-
-/// Writes every segment and hint of `manifest` into `dir`, fsynced.
-async fn download(
-    store: &dyn ObjectStore,
-    prefix: &Path,
-    manifest: &Manifest,
-    dir: &FsPath,
-    on_progress: &(dyn Fn(&Progress) + Send + Sync),
-) -> Result<RestoreReport> {
-    let tracker = Tracker::new(
-        Progress {
-            objects_total: manifest.entries().count() as u64,
-            bytes_total: manifest.total_bytes(),
-            ..Progress::default()
-        },
-        on_progress,
-    );
-    let tracker = &tracker;
-    // Collected first: a lazy `map` with a borrowing closure held across the awaits makes the
-    // future not `Send` (rustc's "not general enough").
-    let pending: Vec<_> = manifest
-        .segments
-        .iter()
-        .map(|segment| async move {
-            let path = dir.join(LogFile::Segment(segment.id).name());
-            write_segment(store, prefix, manifest, &segment.parts, &path, tracker).await?;
-            if let Some(hint) = &segment.hint {
-                let bytes = fetch(store, prefix, hint).await?;
-                let hint_path = dir.join(LogFile::Hint(segment.id).name());
-                blocking(&hint_path.clone(), move || {
-                    fs::write(&hint_path, &bytes)
-                        .and_then(|()| File::open(&hint_path)?.sync_all())
-                        .map_err(|e| Error::io(&hint_path, e))
-                })
-                .await?;
-                tracker.done(hint.len);
-            }
-            Ok::<(), Error>(())
-        })
-        .collect();
-    futures::stream::iter(pending)
-        .buffer_unordered(DOWNLOADS_IN_FLIGHT)
-        .try_collect::<Vec<()>>()
-        .await?;
-    sync_dir(dir)?;
-    let progress = tracker.progress();
-    Ok(RestoreReport {
-        manifest: manifest.seq,
-        synced: manifest.synced(),
-        objects: progress.objects_done,
-        bytes: progress.bytes_done,
-    })
 }
 
 /// Creates segment file `path` from `parts` (written at their offsets), zeros to the segment

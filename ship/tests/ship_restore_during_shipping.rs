@@ -2,8 +2,8 @@
 //! segments with compaction running while a shipper publishes a manifest every 100 ms to moto
 //! and collects the objects older manifests named. Restores run meanwhile, one after another,
 //! each reading through a store that makes every read 150 ms slower, so a restore spans several
-//! rounds and the garbage collection of objects it was about to read (it then starts over from
-//! the newest manifest). Each restored log opens and holds a state the log was in: every write
+//! rounds and the garbage collection of objects it was about to read (it then goes on toward
+//! the newest manifest from the segments it already has). Each restored log opens and holds a state the log was in: every write
 //! returned before the round of the manifest it restored (guarantee 13), exact bytes, nothing removed back,
 //! nothing written after that round.
 //!
