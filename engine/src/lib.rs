@@ -35,8 +35,8 @@ pub use kv::{Batch, Iter, Log, Pinned, Stats};
 pub use log::{AppendLog, AppendStats, Appended, RecordRef, Scan};
 pub use options::{Options, SyncPolicy};
 pub use recovery::{Damage, RecoveryReport};
-pub use segment_files::{SegmentFile, SegmentFiles, SyncedFrontier};
 pub use seglog_format::{MAX_KEY_BYTES, RecordKind};
+pub use segment_files::{SegmentFile, SegmentFiles, SyncedFrontier};
 
 /// The loom twins' switch to deliberately broken protocol variants (loom builds only).
 #[cfg(seglog_loom)]
