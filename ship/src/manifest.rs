@@ -202,14 +202,34 @@ pub(crate) fn tail_key(id: u64, start: u64, end: u64) -> String {
     format!("tail/{id:020}/{start:012}-{end:012}")
 }
 
-/// The sequence numbers of the manifests under `prefix`, ascending.
-pub(crate) async fn manifest_seqs(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<u64>> {
-    let dir = at(prefix, "manifests");
-    let metas: Vec<_> = store
+/// An object's bytes.
+pub(crate) async fn get_bytes(store: &dyn ObjectStore, path: &Path) -> Result<bytes::Bytes> {
+    store
+        .get(path)
+        .await
+        .map_err(|e| Error::store(path, e))?
+        .bytes()
+        .await
+        .map_err(|e| Error::store(path, e))
+}
+
+/// Every object under `prefix/dir`.
+pub(crate) async fn list_objects(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    dir: &str,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    let dir = at(prefix, dir);
+    store
         .list(Some(&dir))
         .try_collect()
         .await
-        .map_err(|e| Error::store(&dir, e))?;
+        .map_err(|e| Error::store(&dir, e))
+}
+
+/// The sequence numbers of the manifests under `prefix`, ascending.
+pub(crate) async fn manifest_seqs(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<u64>> {
+    let metas = list_objects(store, prefix, "manifests").await?;
     let mut seqs: Vec<u64> = metas
         .iter()
         .filter_map(|m| {
@@ -228,13 +248,7 @@ pub(crate) async fn read_manifest(
     seq: u64,
 ) -> Result<Manifest> {
     let path = Manifest::path(prefix, seq);
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(|e| Error::store(&path, e))?
-        .bytes()
-        .await
-        .map_err(|e| Error::store(&path, e))?;
+    let bytes = get_bytes(store, &path).await?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::corrupt(&path, format!("not a manifest: {e}")))?;
     if manifest.seq != seq {

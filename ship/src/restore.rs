@@ -20,7 +20,7 @@ use object_store::path::Path;
 use seglog::SyncedFrontier;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, ObjectEntry, at, latest_manifest};
+use crate::manifest::{Manifest, ObjectEntry, at, get_bytes, latest_manifest};
 use crate::mirror::{Held, bring_to, to_download};
 use crate::shipper::Progress;
 use crate::upload::blocking;
@@ -246,13 +246,7 @@ pub(crate) async fn fetch(
     entry: &ObjectEntry,
 ) -> Result<bytes::Bytes> {
     let path = at(prefix, &entry.key);
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(|e| Error::store(&path, e))?
-        .bytes()
-        .await
-        .map_err(|e| Error::store(&path, e))?;
+    let bytes = get_bytes(store, &path).await?;
     if bytes.len() as u64 != entry.len {
         return Err(Error::corrupt(
             &path,

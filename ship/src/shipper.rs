@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use seglog::{Log, SyncedFrontier};
@@ -44,7 +44,7 @@ use seglog::{Log, SyncedFrontier};
 use crate::error::{Error, Result};
 use crate::manifest::{
     MANIFEST_FORMAT, Manifest, ObjectEntry, SegmentEntry, at, hint_key, latest_manifest,
-    manifest_seqs, relative, segment_key, tail_key,
+    list_objects, manifest_seqs, relative, segment_key, tail_key,
 };
 use crate::upload::{Stored, put_once, read_file, read_range, same_bytes, trim_zeros};
 
@@ -258,14 +258,7 @@ impl Shipper {
         }
         let mut found = HashMap::new();
         for dir in ["segments", "tail"] {
-            let dir = at(&self.prefix, dir);
-            let metas: Vec<_> = self
-                .store
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|e| Error::store(&dir, e))?;
-            for meta in metas {
+            for meta in list_objects(&*self.store, &self.prefix, dir).await? {
                 if let Some(rel) = relative(&self.prefix, &meta.location) {
                     found.insert(rel.to_string(), meta.size);
                 }
@@ -609,14 +602,7 @@ impl Shipper {
             .collect();
         let mut garbage = Vec::new();
         for dir in ["segments", "tail"] {
-            let dir = at(&self.prefix, dir);
-            let metas: Vec<_> = self
-                .store
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|e| Error::store(&dir, e))?;
-            for meta in metas {
+            for meta in list_objects(&*self.store, &self.prefix, dir).await? {
                 if relative(&self.prefix, &meta.location).is_some_and(|rel| !keep.contains(rel)) {
                     garbage.push(meta.location);
                 }

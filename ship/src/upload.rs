@@ -95,13 +95,7 @@ pub(crate) async fn same_bytes(
     len: u64,
     crc: u32,
 ) -> Result<Stored> {
-    let found = store
-        .get(path)
-        .await
-        .map_err(|e| Error::store(path, e))?
-        .bytes()
-        .await
-        .map_err(|e| Error::store(path, e))?;
+    let found = crate::manifest::get_bytes(store, path).await?;
     if found.len() as u64 == len && crc32c::crc32c(&found) == crc {
         Ok(Stored::Existed)
     } else {
