@@ -184,6 +184,22 @@ impl Log {
                 len,
             });
         }
+        // The frontier's segment holds no record: the listing ends where the segment before it
+        // does, which is where a copy of it opens.
+        let synced = if synced.offset <= FIRST_RECORD_OFFSET as u64 {
+            SyncedFrontier {
+                segment: synced.segment,
+                offset: 0,
+            }
+        } else {
+            synced
+        };
+        // A read-only open never syncs, and what recovery found may be only in the page cache
+        // (a writer killed before its sync): flush it, so the listing is durable as a writable
+        // log's is (syncfs works through a read-only descriptor, and changes no file).
+        if log.is_read_only() && !dir.as_os_str().is_empty() {
+            crate::files::sync_file_system(&dir)?;
+        }
         Ok(SegmentFiles {
             lease,
             dir,
@@ -212,7 +228,8 @@ impl Log {
     /// of a record that sync made durable: when a reservation before that record was still
     /// being written, the frontier stops at it (see [`Log::tail_frontier`] for how to wait
     /// until it covers a write). For a log opened read-only, which never syncs, it is the end
-    /// of the log recovery found.
+    /// of the log recovery found, which may be only in the page cache until
+    /// [`Log::segment_files`] flushes it.
     pub fn synced_frontier(&self) -> SyncedFrontier {
         let log = self.append_log();
         let position = if log.is_read_only() {

@@ -146,13 +146,14 @@ impl Manifest {
             }
             let mut end = 0;
             for part in &segment.parts {
-                if part.start != end || part.len == 0 {
+                let next = part.start.checked_add(part.len);
+                if part.start != end || part.len == 0 || next.is_none() {
                     return bad(format!(
                         "segment {}'s parts are not contiguous from 0",
                         segment.id
                     ));
                 }
-                end = part.start + part.len;
+                end = next.unwrap_or(u64::MAX);
             }
             if end > self.segment_bytes
                 || (frontier && end != self.synced_offset)
@@ -230,11 +231,15 @@ pub(crate) async fn list_objects(
 /// The sequence numbers of the manifests under `prefix`, ascending.
 pub(crate) async fn manifest_seqs(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<u64>> {
     let metas = list_objects(store, prefix, "manifests").await?;
+    // Only names this crate writes (20 digits, directly under `manifests/`): a stray
+    // `manifests/7.json` is not manifest 7, which readers would look for at another name.
     let mut seqs: Vec<u64> = metas
         .iter()
         .filter_map(|m| {
             let name = m.location.filename()?;
-            name.strip_suffix(".json")?.parse().ok()
+            let digits = name.strip_suffix(".json")?;
+            let seq: u64 = digits.parse().ok()?;
+            (digits.len() == 20 && m.location == Manifest::path(prefix, seq)).then_some(seq)
         })
         .collect();
     seqs.sort_unstable();

@@ -10,7 +10,8 @@
 //! - the frontier's segment that grew gets its new ranges written past its old end, where a log
 //!   open on it never reads (its tail is the old end);
 //! - a hint it lacks is written under a temporary name and renamed;
-//! - a segment `target` does not name is unlinked, with its hint.
+//! - every file of a segment `target` does not name is unlinked (whatever `held` says), and
+//!   so is every temporary file.
 //!
 //! `have` is updated as each segment is done, so when an object vanishes midway (a newer
 //! manifest made it garbage and a shipper collected it) the caller goes on toward the newest
@@ -83,22 +84,31 @@ pub(crate) async fn bring_to(
         .buffer_unordered(SEGMENTS_IN_FLIGHT)
         .try_collect::<Vec<()>>()
         .await?;
-    let gone: Vec<u64> = lock(have)
-        .keys()
-        .copied()
-        .filter(|id| !target.segments.iter().any(|s| s.id == *id))
-        .collect();
-    for id in gone {
-        for name in [LogFile::Segment(id).name(), LogFile::Hint(id).name()] {
-            let path = dir.join(name);
+    // Every file of a segment `target` does not name goes, whatever `held` says: a segment a
+    // failed attempt put in place and could not record (its hint vanished, or another
+    // download failed first and dropped it) must not outlive the attempt, or the log would open
+    // with a retired segment's old versions.
+    let named: std::collections::BTreeSet<u64> = target.segments.iter().map(|s| s.id).collect();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = match LogFile::parse(&name) {
+            Some(LogFile::Segment(id) | LogFile::Hint(id)) => !named.contains(&id),
+            Some(LogFile::HintTmp(_)) => true,
+            _ => name.ends_with(".seg.partial"),
+        };
+        if stale {
+            let path = entry.path();
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(&path, e)),
             }
         }
-        lock(have).remove(&id);
     }
+    lock(have).retain(|id, _| named.contains(id));
     crate::restore::sync_dir(dir)
 }
 
@@ -149,6 +159,11 @@ async fn bring_segment(
             rename(&tmp, &path)?;
         }
     }
+    // The segment's bytes are in place: recorded before the next await, so `held` never lags
+    // the directory (a hint is recorded once it is in place too).
+    let mut recorded = segment.clone();
+    recorded.hint = before.as_ref().and_then(|b| b.hint.clone());
+    lock(have).insert(segment.id, recorded);
     if let Some(hint) = &segment.hint
         && before.as_ref().and_then(|b| b.hint.as_ref()) != Some(hint)
     {

@@ -106,13 +106,23 @@ pub(crate) async fn restore_into(
     fresh_dir(build)?;
     let have = Held::default();
     let tracker = Tracker::new(Progress::default(), on_progress);
-    let mut attempts = 0;
+    // An attempt that downloaded something made progress toward the newest manifest: only 8
+    // attempts in a row without any (or 1,000 in all) end the restore.
+    let (mut stalled, mut attempts) = (0, 0);
     loop {
         let (objects, bytes) = to_download(&have, &manifest);
         tracker.add_total(objects, bytes);
+        let done_before = tracker.progress().objects_done;
         match bring_to(store, prefix, build, &have, &manifest, &tracker).await {
             Ok(()) => break,
-            Err(e) if e.is_not_found() && attempts < 8 => attempts += 1,
+            Err(e) if e.is_not_found() && stalled < 8 && attempts < 1000 => {
+                attempts += 1;
+                if tracker.progress().objects_done == done_before {
+                    stalled += 1;
+                } else {
+                    stalled = 0;
+                }
+            }
             Err(e) => {
                 let _ = fs::remove_dir_all(build);
                 return Err(e);

@@ -12,11 +12,11 @@
 //! 3. **Publish a manifest** naming every listed segment's objects and the frontier, created
 //!    with `PutMode::Create` under the next sequence number, only after all of them are stored.
 //!    A round that changed nothing publishes nothing.
-//! 4. **Collect garbage**: delete the manifests older than the previous one, *then* every
-//!    object neither the new manifest nor the previous one names (segments compaction retired,
-//!    ranges of a segment since shipped whole, uploads of a round a crash cut short). So no
-//!    manifest left under the prefix ever names a deleted object, and a reader of the previous
-//!    manifest has a whole round to finish.
+//! 4. **Collect garbage**: delete the manifests older than the kept ones (the newest
+//!    [`ShipOptions::keep_manifests`], 8 by default), *then* every object none of them names
+//!    (segments compaction retired, ranges of a segment since shipped whole, uploads of a
+//!    round a crash cut short). So no manifest left under the prefix ever names a deleted
+//!    object, and a reader of a manifest has `keep_manifests - 1` rounds to finish.
 //!
 //! # Crashes and restarts
 //! A new shipper reads the newest manifest and lists the objects under the prefix. Objects a
@@ -44,7 +44,7 @@ use seglog::{Log, SyncedFrontier};
 use crate::error::{Error, Result};
 use crate::manifest::{
     MANIFEST_FORMAT, Manifest, ObjectEntry, SegmentEntry, at, hint_key, latest_manifest,
-    list_objects, manifest_seqs, relative, segment_key, tail_key,
+    list_objects, manifest_seqs, read_manifest, relative, segment_key, tail_key,
 };
 use crate::upload::{Stored, put_once, read_file, read_range, same_bytes, trim_zeros};
 
@@ -63,6 +63,10 @@ pub struct ShipOptions {
     /// Uploads in flight at once (each holds one object's bytes in memory: up to a whole
     /// segment). Default 4.
     pub concurrency: usize,
+    /// Manifests kept under the prefix (at least 2): garbage is collected only once none of
+    /// them names it, so a restore or a follower reading a manifest has this many rounds minus
+    /// one to fetch its objects before they may go. Default 8.
+    pub keep_manifests: usize,
     /// [`Shipper::run_until`] gives up after this many failed rounds in a row (each retried
     /// after a backoff that doubles, up to 30 s). Default 8.
     pub max_failed_rounds: u32,
@@ -75,6 +79,7 @@ impl Default for ShipOptions {
             multipart_bytes: 8 << 20,
             part_bytes: 8 << 20,
             concurrency: 4,
+            keep_manifests: 8,
             max_failed_rounds: 8,
         }
     }
@@ -170,6 +175,9 @@ pub struct Shipper {
     options: ShipOptions,
     /// The newest manifest under the prefix, as this shipper knows it.
     last: Option<Manifest>,
+    /// The manifests kept under the prefix (at most `keep_manifests`), oldest first, the newest
+    /// last.
+    recent: std::collections::VecDeque<Manifest>,
     /// Objects under the prefix that no manifest named when they were listed (name, size):
     /// maybe uploaded by a round a crash cut short.
     found: HashMap<String, u64>,
@@ -205,6 +213,7 @@ impl Shipper {
             prefix,
             options,
             last: None,
+            recent: std::collections::VecDeque::new(),
             found: HashMap::new(),
             stale: true,
             progress: None,
@@ -256,6 +265,20 @@ impl Shipper {
         if let Some(m) = &last {
             self.check_identity(m).await?;
         }
+        // The kept manifests, oldest first: garbage is what none of them names.
+        let mut recent = std::collections::VecDeque::new();
+        if let Some(m) = &last {
+            let seqs = manifest_seqs(&*self.store, &self.prefix).await?;
+            let keep = self.options.keep_manifests.max(2);
+            for &seq in seqs.iter().rev().skip(1).take(keep - 1).rev() {
+                match read_manifest(&*self.store, &self.prefix, seq).await {
+                    Ok(older) => recent.push_back(older),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            recent.push_back(m.clone());
+        }
         let mut found = HashMap::new();
         for dir in ["segments", "tail"] {
             for meta in list_objects(&*self.store, &self.prefix, dir).await? {
@@ -270,6 +293,7 @@ impl Shipper {
             }
         }
         self.last = last;
+        self.recent = recent;
         self.found = found;
         self.stale = false;
         Ok(())
@@ -288,7 +312,9 @@ impl Shipper {
             if header_crc(&file.path).await? != entry.header_crc32c {
                 return Err(Error::Mismatch {
                     reason: format!(
-                        "segment {} of this log is not the segment {} that manifest {} names                          (their headers differ): another log was shipped to this prefix; ship to                          a new one",
+                        "segment {} of this log is not the segment {} that manifest {} names \
+                         (their headers differ): another log was shipped to this prefix; ship to \
+                         a new one",
                         file.id, file.id, manifest.seq
                     ),
                 });
@@ -485,10 +511,14 @@ impl Shipper {
         }
         report.manifest = manifest.seq;
         report.wrote_manifest = true;
-        let previous = self.last.replace(manifest);
+        self.recent.push_back(manifest.clone());
+        while self.recent.len() > self.options.keep_manifests.max(2) {
+            self.recent.pop_front();
+        }
+        self.last = Some(manifest);
         // The manifest is published: a failure to collect garbage now fails nothing (the next
         // manifest's collection deletes it too), unless it found a second shipper.
-        match self.collect_garbage(previous, &mut report).await {
+        match self.collect_garbage(&mut report).await {
             Ok(()) => {}
             Err(e @ Error::Conflict { .. }) => return Err(e),
             Err(_) => report.garbage_left = true,
@@ -548,18 +578,35 @@ impl Shipper {
         let crc = crc32c::crc32c(&bytes);
         let len = bytes.len() as u64;
         let path = at(&self.prefix, &key);
-        let stored = if self.found.contains_key(&key) {
-            same_bytes(&*self.store, &path, len, crc).await?
-        } else {
+        let payload = Bytes::from(bytes);
+        let put = || {
             put_once(
                 &*self.store,
                 &path,
-                Bytes::from(bytes),
+                payload.clone(),
                 crc,
                 self.options.multipart_bytes,
                 self.options.part_bytes,
             )
-            .await?
+        };
+        let stored = if self.found.contains_key(&key) {
+            match same_bytes(&*self.store, &path, len, crc).await {
+                Ok(stored) => stored,
+                // Named by no manifest, with other bytes, under a prefix whose newest manifest
+                // is this log's (its segments' headers were checked): left by a round of this
+                // prefix's earlier writer that was cut short (a machine lost after an upload,
+                // before its manifest; its replacement restored from the manifest and wrote on).
+                // Garbage: replaced. Under a prefix with no manifest nothing says whose it is,
+                // so it stays a conflict; a second live shipper is caught by the manifest's
+                // `Create` either way.
+                Err(Error::Conflict { .. }) if self.last.is_some() => {
+                    self.delete(&path).await?;
+                    put().await?
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            put().await?
         };
         let entry = ObjectEntry {
             key,
@@ -570,13 +617,9 @@ impl Shipper {
         Ok((entry, stored))
     }
 
-    /// Deletes the manifests older than `previous`, then every object neither it nor the newest
-    /// manifest names, counting them in `report`.
-    async fn collect_garbage(
-        &mut self,
-        previous: Option<Manifest>,
-        report: &mut ShipReport,
-    ) -> Result<()> {
+    /// Deletes the manifests older than the kept ones ([`ShipOptions::keep_manifests`]), then
+    /// every object no kept manifest names, counting them in `report`.
+    async fn collect_garbage(&mut self, report: &mut ShipReport) -> Result<()> {
         let newest = self
             .last
             .as_ref()
@@ -592,12 +635,15 @@ impl Shipper {
                     .into(),
             });
         }
-        for &seq in seqs.iter().filter(|&&seq| seq + 1 < newest.seq) {
+        let oldest_kept = self.recent.front().map_or(newest.seq, |m| m.seq);
+        for &seq in seqs.iter().filter(|&&seq| seq < oldest_kept) {
             report.objects_deleted += self.delete(&Manifest::path(&self.prefix, seq)).await?;
         }
-        let keep: HashSet<&str> = newest
-            .entries()
-            .chain(previous.iter().flat_map(Manifest::entries))
+        let keep: HashSet<&str> = self
+            .recent
+            .iter()
+            .flat_map(Manifest::entries)
+            .chain(newest.entries())
             .map(|e| e.key.as_str())
             .collect();
         let mut garbage = Vec::new();

@@ -578,9 +578,10 @@ pub async fn check_remote(store: &dyn ObjectStore, prefix: &Path, collected: boo
             .filter(|k| !k.starts_with("manifests/") && !named.contains(*k))
             .collect();
         assert!(unnamed.is_empty(), "objects no manifest names: {unnamed:?}");
+        let keep = seglog_ship::ShipOptions::default().keep_manifests;
         assert!(
-            manifests.len() <= 2,
-            "more than two manifests kept: {}",
+            manifests.len() <= keep,
+            "more than {keep} manifests kept: {}",
             manifests.len()
         );
     }
